@@ -2,3 +2,5 @@
 //! short MPS measurements (after MISO, SoCC'22). See ARCHITECTURE.md for the module map.
 
 pub mod gpu;
+pub mod optimizer;
+pub mod perf;

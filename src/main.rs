@@ -334,5 +334,8 @@ fn occupancy_bar(g: &GpuModel, l: &Layout) -> String {
             cells[(i.start + k) as usize] = if k == 0 { kind.clone() } else { "-".into() };
         }
     }
-    format!("[{}]", cells.iter().map(|c| format!("{c:<3}")).collect::<String>())
+    format!(
+        "[{}]",
+        cells.iter().map(|c| format!("{c:<3}")).collect::<String>()
+    )
 }

@@ -341,13 +341,23 @@ pub fn maximal(gpu: &GpuModel, profiles: &[usize]) -> Vec<Layout> {
 
 /// All valid layouts of the standard (or all) profiles, computed once per GPU model.
 pub fn all_layouts(gpu: &'static GpuModel, all_profiles: bool) -> &'static [Layout] {
-    const N: usize = 16;
-    static CACHE: [OnceLock<Vec<Layout>>; 2 * N] = [const { OnceLock::new() }; 2 * N];
+    static CACHE: [OnceLock<Vec<Layout>>; 2 * MAX_MODELS] =
+        [const { OnceLock::new() }; 2 * MAX_MODELS];
     let compute = || enumerate(gpu, &gpu.profile_set(all_profiles));
-    match GPUS.iter().position(|g| std::ptr::eq(g, gpu)) {
-        Some(i) if i < N => CACHE[2 * i + all_profiles as usize].get_or_init(compute),
-        _ => Box::leak(compute().into_boxed_slice()),
+    match model_index(gpu) {
+        Some(i) => CACHE[2 * i + all_profiles as usize].get_or_init(compute),
+        None => Box::leak(compute().into_boxed_slice()),
     }
+}
+
+/// Upper bound on catalog GPU models, for per-model caches (static arrays of `OnceLock`).
+pub const MAX_MODELS: usize = 16;
+
+/// Position of a catalog GPU model in [`GPUS`] (below [`MAX_MODELS`]), for per-model caches.
+pub fn model_index(gpu: &GpuModel) -> Option<usize> {
+    GPUS.iter()
+        .position(|g| std::ptr::eq(g, gpu))
+        .filter(|&i| i < MAX_MODELS)
 }
 
 /// A valid placed layout with exactly these profile counts (indexed like `gpu.profiles`), the

@@ -147,9 +147,11 @@ pub fn import(
     for (k, e) in entries.iter().enumerate() {
         let devices = match &e.devices {
             Devices::All(s) if s == "all" => DeviceSel::All,
-            Devices::All(s) => return Err(bad(format!(
+            Devices::All(s) => {
+                return Err(bad(format!(
                 "mig-configs.{name}[{k}].devices: `{s}` is neither `all` nor a list of GPU indexes"
-            ))),
+            )))
+            }
             Devices::List(v) => DeviceSel::List(v.clone()),
         };
         let mut counts = vec![0u8; gpu.profiles.len()];

@@ -10,7 +10,10 @@ pub mod migparted;
 
 pub use catalog::{find_gpu, gpu_names, nvml_index, GpuModel, Profile, GPUS};
 pub use diff::{DiffView, LayoutDiff};
-pub use layout::{all_layouts, enumerate, maximal, place_counts, Instance, InstanceView, Layout};
+pub use layout::{
+    all_layouts, enumerate, maximal, model_index, place_counts, Instance, InstanceView, Layout,
+    MAX_MODELS,
+};
 
 /// Errors from reading GPU names, profiles and layouts. Each message names the bad value and
 /// what is allowed instead.
