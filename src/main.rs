@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use miso::gpu::{self, migparted, GpuModel, Layout, LayoutDiff};
+use miso::optimizer::{self, Objective, Options};
 
 #[derive(Parser)]
 #[command(
@@ -53,6 +54,64 @@ enum Command {
     /// Check, diff, export or import one layout.
     #[command(subcommand)]
     Layout(LayoutCmd),
+    /// Recommend a MIG layout, placement and job assignment for one GPU, with the plan that
+    /// gets there from the current layout.
+    #[command(after_help = "jobs.json is an array of jobs, each either\n  \
+{\"id\": \"a\", \"workload\": \"bert_train8\"}  (a measured MISO workload, <model>_train<batch>)\nor\n  \
+{\"id\": \"b\", \"speeds\": {\"3g.20gb\": 0.55, \"7g.40gb\": 1.0}, \"memory_mb\": 9000}\n\
+optionally with \"remaining_s\" (work left, seconds on a whole GPU), \"instance\" (where it runs\n\
+now, e.g. \"3g.20gb@4\"; must be in --current) and \"restart_s\" (checkpoint + restart seconds).")]
+    Recommend(RecommendArgs),
+}
+
+#[derive(Args)]
+struct RecommendArgs {
+    #[command(flatten)]
+    gpu: GpuArg,
+    /// The jobs on this GPU (JSON file; `-` reads standard input).
+    #[arg(long)]
+    jobs: std::path::PathBuf,
+    /// The GPU's current layout (default: no instance).
+    #[arg(long, default_value = "empty")]
+    current: String,
+    /// What to optimise.
+    #[arg(long, value_enum, default_value = "mean-slowdown")]
+    objective: ObjectiveArg,
+    /// Also consider layouts with spare (empty) instances beyond one per job.
+    #[arg(long)]
+    spare: bool,
+    /// Relative tolerance within which layouts count as equal; among them the one that keeps
+    /// the most running jobs in place wins.
+    #[arg(long, default_value_t = 1e-9)]
+    tolerance: f64,
+    /// Re-partition only when the gain over the jobs' remaining work exceeds the restart cost.
+    #[arg(long)]
+    cost_aware: bool,
+    /// Seconds a reconfiguration stalls each moved job, on top of its restart.
+    #[arg(long, default_value_t = 0.0)]
+    reconfig_s: f64,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ObjectiveArg {
+    /// MISO's: minimise the mean of time-on-slice / time-on-whole-GPU.
+    MeanSlowdown,
+    /// Maximise the sum of the jobs' speeds.
+    Throughput,
+    /// Minimise the sum of expected completion times (needs remaining_s).
+    CompletionTime,
+}
+
+impl From<ObjectiveArg> for Objective {
+    fn from(o: ObjectiveArg) -> Objective {
+        match o {
+            ObjectiveArg::MeanSlowdown => Objective::MeanSlowdown,
+            ObjectiveArg::Throughput => Objective::Throughput,
+            ObjectiveArg::CompletionTime => Objective::CompletionTime,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -145,6 +204,7 @@ fn run(cli: Cli) -> Result<()> {
             all,
             json,
         } => cmd_layouts(gpu.model()?, all_profiles, all, json),
+        Command::Recommend(a) => cmd_recommend(a),
         Command::Layout(c) => match c {
             LayoutCmd::Check { gpu, layout, json } => {
                 let g = gpu.model()?;
@@ -244,6 +304,118 @@ fn run(cli: Cli) -> Result<()> {
             }
         },
     }
+}
+
+fn read_input(path: &std::path::Path) -> Result<String> {
+    if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .context("cannot read standard input")?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    }
+}
+
+fn cmd_recommend(a: RecommendArgs) -> Result<()> {
+    let g = a.gpu.model()?;
+    let current = gpu::parse_valid_layout(g, &a.current).context("--current")?;
+    if !(a.tolerance.is_finite() && a.tolerance >= 0.0) {
+        anyhow::bail!("--tolerance: {} is not a non-negative number", a.tolerance);
+    }
+    if !(a.reconfig_s.is_finite() && a.reconfig_s >= 0.0) {
+        anyhow::bail!(
+            "--reconfig-s: {} is not a non-negative number",
+            a.reconfig_s
+        );
+    }
+    let text = read_input(&a.jobs)?;
+    let jobs =
+        optimizer::parse_jobs(g, &current, &text).with_context(|| a.jobs.display().to_string())?;
+    let opts = Options {
+        objective: a.objective.into(),
+        spare: a.spare,
+        tolerance: a.tolerance,
+        cost_aware: a.cost_aware,
+        reconfig_s: a.reconfig_s,
+    };
+    let plan = optimizer::plan(g, &jobs, &current, &opts)?;
+    let d = &plan.decision;
+    let rows: Vec<_> = d
+        .layout
+        .instances()
+        .iter()
+        .zip(&d.assignment)
+        .map(|(inst, job)| {
+            let v = inst.view(g);
+            let speed = job.and_then(|j| jobs[j].perf.speed_on(g, inst.profile as usize));
+            (v, job.map(|j| jobs[j].id.clone()), speed)
+        })
+        .collect();
+    if a.json {
+        let layout: Vec<_> = rows
+            .iter()
+            .map(|(v, job, speed)| json!({"profile": v.profile, "start": v.start, "size": v.size, "job": job, "speed": speed}))
+            .collect();
+        return print_json(&json!({
+            "gpu": g.name,
+            "layout": layout,
+            "objective": {"name": opts.objective.name(), "value": d.value},
+            "kept_jobs": d.kept_jobs,
+            "plan": plan.view(g, &jobs),
+        }));
+    }
+    println!("{} layout {}", g.name, d.layout.label(g));
+    println!(
+        "  {:<12} {:>5}  {:<16} {:>7}",
+        "instance", "start", "job", "speed"
+    );
+    for (v, job, speed) in &rows {
+        println!(
+            "  {:<12} {:>5}  {:<16} {:>7}",
+            v.profile,
+            v.start,
+            job.as_deref().unwrap_or("(spare)"),
+            speed.map(|s| format!("{s:.3}")).unwrap_or_default()
+        );
+    }
+    println!("objective {} = {:.4}", opts.objective.name(), d.value);
+    let pv = plan.view(g, &jobs);
+    if plan.is_noop() {
+        match plan.skipped_gain_s {
+            Some(gain) => println!("plan: keep the current layout (the best move would gain {gain:.1} s net, not worth it)"),
+            None => println!("plan: nothing to change"),
+        }
+    } else {
+        if pv.untouched.is_empty() {
+            println!("plan:");
+        } else {
+            println!("plan (left running: {}):", pv.untouched.join(", "));
+        }
+        for (k, s) in pv.steps.iter().enumerate() {
+            let line = match s {
+                optimizer::StepView::Checkpoint { job } => format!("checkpoint {job}"),
+                optimizer::StepView::Destroy { instance } => {
+                    format!("destroy {}@{}", instance.profile, instance.start)
+                }
+                optimizer::StepView::Create { instance } => {
+                    format!("create {}@{}", instance.profile, instance.start)
+                }
+                optimizer::StepView::Start {
+                    job,
+                    instance,
+                    restart,
+                } => format!(
+                    "{} {job} on {}@{}",
+                    if *restart { "restart" } else { "start" },
+                    instance.profile,
+                    instance.start
+                ),
+            };
+            println!("  {}. {line}", k + 1);
+        }
+    }
+    Ok(())
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
