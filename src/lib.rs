@@ -4,3 +4,4 @@
 pub mod gpu;
 pub mod optimizer;
 pub mod perf;
+pub mod predictor;

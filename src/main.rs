@@ -8,6 +8,7 @@ use serde_json::json;
 
 use miso::gpu::{self, migparted, GpuModel, Layout, LayoutDiff};
 use miso::optimizer::{self, Objective, Options};
+use miso::predictor;
 
 #[derive(Parser)]
 #[command(
@@ -62,6 +63,114 @@ enum Command {
 optionally with \"remaining_s\" (work left, seconds on a whole GPU), \"instance\" (where it runs\n\
 now, e.g. \"3g.20gb@4\"; must be in --current) and \"restart_s\" (checkpoint + restart seconds).")]
     Recommend(RecommendArgs),
+    /// Train a predictor (MPS measurements → speed on each MIG profile) and save it under
+    /// models/<name>/ with its metrics.
+    Train(TrainArgs),
+    /// Score a trained model on held-out data: MAE/MAPE per profile, decision quality.
+    Evaluate(EvaluateArgs),
+    /// Predict MIG latencies for MPS feature matrices (.npy, shape N×3×7).
+    Predict(PredictArgs),
+}
+
+const DEFAULT_DATA: &str = "../shared/datasets/miso-a100";
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Training data: the MISO data directory (mps_features.npy + mig_targets.npy) or a
+    /// miso-mps-sample/1 JSON Lines file.
+    #[arg(long, default_value = DEFAULT_DATA)]
+    data: std::path::PathBuf,
+    /// Model architecture.
+    #[arg(long, value_enum, default_value = "mlp")]
+    arch: ArchArg,
+    /// Passes over the training data (default: 300 for mlp, 40 for unet).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Seed of the split, the initial weights and the batch order.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Share of the mixes held out for validation (whole mixes: all permutations together).
+    #[arg(long, default_value_t = 0.2)]
+    val_frac: f64,
+    /// Hold out one model family (e.g. bert) instead of random mixes.
+    #[arg(long)]
+    holdout_family: Option<String>,
+    /// Train once per model family, each held out in turn, and report each (saves nothing).
+    #[arg(long, conflicts_with_all = ["holdout_family", "out"])]
+    lofo: bool,
+    /// Hidden layer widths of the MLP.
+    #[arg(long, value_delimiter = ',', default_value = "256,256")]
+    hidden: Vec<usize>,
+    /// Learning rate (Adam).
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Where to save the model (a directory; created).
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ArchArg {
+    /// MISO's U-Net over the whole 3×7 MPS matrix.
+    Unet,
+    /// Per-job MLP on the job's MPS column and its co-runners' (the default model).
+    Mlp,
+    /// Linear regression per profile (linfa).
+    Linear,
+    /// Decision tree over workloads (linfa).
+    Tree,
+}
+
+impl From<ArchArg> for miso::predictor::Arch {
+    fn from(a: ArchArg) -> Self {
+        use miso::predictor::Arch;
+        match a {
+            ArchArg::Unet => Arch::Unet,
+            ArchArg::Mlp => Arch::Mlp,
+            ArchArg::Linear => Arch::Linear,
+            ArchArg::Tree => Arch::Tree,
+        }
+    }
+}
+
+#[derive(Args)]
+struct EvaluateArgs {
+    /// The model directory.
+    #[arg(long, default_value = miso::predictor::DEFAULT_MODEL)]
+    model: std::path::PathBuf,
+    /// Data to score on (its held-out split, re-made from the model's seed and --val-frac).
+    #[arg(long, conflicts_with_all = ["features", "targets"])]
+    data: Option<std::path::PathBuf>,
+    /// Score every sample of these arrays instead (all held out).
+    #[arg(long, requires = "targets")]
+    features: Option<std::path::PathBuf>,
+    #[arg(long, requires = "features")]
+    targets: Option<std::path::PathBuf>,
+    #[arg(long, default_value_t = 0.2)]
+    val_frac: f64,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct PredictArgs {
+    /// The model directory (default: the shipped default model).
+    #[arg(long, default_value = miso::predictor::DEFAULT_MODEL)]
+    model: std::path::PathBuf,
+    /// MPS features, float64 N×3×7 (rows 100/50/14 %, columns = slots).
+    #[arg(long)]
+    features: std::path::PathBuf,
+    /// Output .npy: N×3×7 [7g, 4g, 3g] normalised like mig_targets.npy; with
+    /// --all-profiles N×5×7 [1g, 2g, 3g, 4g, 7g] (NaN where the job does not fit).
+    #[arg(long)]
+    out: std::path::PathBuf,
+    #[arg(long)]
+    all_profiles: bool,
+    /// Targets whose dummy columns mark the filler slots (otherwise every slot is a real job).
+    #[arg(long)]
+    dummy_from: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]
@@ -205,6 +314,9 @@ fn run(cli: Cli) -> Result<()> {
             json,
         } => cmd_layouts(gpu.model()?, all_profiles, all, json),
         Command::Recommend(a) => cmd_recommend(a),
+        Command::Train(a) => cmd_train(a),
+        Command::Evaluate(a) => cmd_evaluate(a),
+        Command::Predict(a) => cmd_predict(a),
         Command::Layout(c) => match c {
             LayoutCmd::Check { gpu, layout, json } => {
                 let g = gpu.model()?;
@@ -415,6 +527,212 @@ fn cmd_recommend(a: RecommendArgs) -> Result<()> {
             println!("  {}. {line}", k + 1);
         }
     }
+    Ok(())
+}
+
+fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} epochs {elapsed} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(what.to_string());
+    bar
+}
+
+fn print_metrics(title: &str, m: &predictor::Metrics) {
+    println!("{title}: {} ({} real jobs)", m.split, m.jobs);
+    println!(
+        "  MAE on 7g/4g/3g rows: {:.4}   MAPE {:.2}%",
+        m.mae, m.mape_pct
+    );
+    let kinds: Vec<String> = m
+        .mae_by_kind
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.4}"))
+        .collect();
+    println!("  MAE by profile: {}", kinds.join("  "));
+    let kinds: Vec<String> = m
+        .mape_pct_by_kind
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.2}%"))
+        .collect();
+    println!("  MAPE by profile: {}", kinds.join("  "));
+    if let Some(d) = &m.decision {
+        println!(
+            "  decisions over {} mixes: same layout as with true speeds {:.1}%, mean slowdown regret {:.4} ({:.4} where different)",
+            d.mixes, d.same_layout_pct, d.mean_regret, d.mean_regret_when_different
+        );
+    }
+}
+
+fn cmd_train(a: TrainArgs) -> Result<()> {
+    if !(a.val_frac > 0.0 && a.val_frac < 1.0) {
+        anyhow::bail!("--val-frac: {} is not between 0 and 1", a.val_frac);
+    }
+    if a.hidden.is_empty() || a.hidden.contains(&0) {
+        anyhow::bail!("--hidden: widths must be positive, e.g. 256,256");
+    }
+    let ds = predictor::data::load(&a.data)?;
+    let mut cfg = predictor::TrainConfig::new(a.arch.into());
+    cfg.epochs = a.epochs;
+    cfg.seed = a.seed;
+    cfg.hidden = a.hidden.clone();
+    cfg.lr = a.lr;
+    cfg.recipe = std::env::args().collect::<Vec<_>>().join(" ");
+    if let Some(out) = &a.out {
+        cfg.name = out
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| "model".into());
+    }
+    if a.lofo {
+        let mut rows = Vec::new();
+        for fam in ds.families() {
+            let split = ds.family_split(&fam)?;
+            let bar = progress(
+                cfg.epochs() as u64,
+                &format!("{} without {fam}", cfg.arch.name()),
+            );
+            let p = predictor::train(&ds, &split, &cfg, &bar)?;
+            bar.finish_and_clear();
+            if !a.json {
+                print_metrics(&format!("{fam} held out"), &p.meta.metrics);
+            }
+            rows.push(json!({"family": fam, "metrics": p.meta.metrics}));
+        }
+        if a.json {
+            return print_json(&json!({"arch": cfg.arch.name(), "lofo": rows}));
+        }
+        return Ok(());
+    }
+    let split = match &a.holdout_family {
+        Some(f) => ds.family_split(f)?,
+        None => ds.random_split(a.val_frac, a.seed),
+    };
+    let bar = progress(cfg.epochs() as u64, cfg.arch.name());
+    let p = predictor::train(&ds, &split, &cfg, &bar)?;
+    bar.finish_and_clear();
+    if let Some(out) = &a.out {
+        p.save(out)?;
+    }
+    if a.json {
+        return print_json(&p.meta);
+    }
+    println!(
+        "{} trained in {:.1} s on {} ({} parameters)",
+        cfg.arch.name(),
+        p.meta.train_seconds,
+        ds.source,
+        p.meta.params
+    );
+    print_metrics("held out", &p.meta.metrics);
+    if let Some(out) = &a.out {
+        println!("saved to {}", out.display());
+    }
+    Ok(())
+}
+
+fn cmd_evaluate(a: EvaluateArgs) -> Result<()> {
+    let p = predictor::Predictor::load(&a.model)?;
+    let (ds, split) = match (&a.features, &a.targets) {
+        (Some(f), Some(t)) => {
+            let (x, y) = predictor::data::read_arrays(f, Some(t))?;
+            let y = y.context("--targets")?;
+            let ds = predictor::data::from_arrays(&x, &y, &f.display().to_string(), 0)?;
+            let split = predictor::Split {
+                name: format!("all of {}", f.display()),
+                train: Vec::new(),
+                val: (0..ds.samples.len()).collect(),
+                score_labels: None,
+            };
+            (ds, split)
+        }
+        _ => {
+            let data = a.data.clone().unwrap_or_else(|| DEFAULT_DATA.into());
+            let ds = predictor::data::load(&data)?;
+            let split = ds.random_split(a.val_frac, p.meta.seed);
+            (ds, split)
+        }
+    };
+    let m = predictor::evaluate(&p, &ds, &split);
+    if a.json {
+        return print_json(&json!({"model": p.meta.name, "arch": p.meta.arch, "metrics": m}));
+    }
+    print_metrics(&format!("{} ({})", p.meta.name, p.meta.arch.name()), &m);
+    Ok(())
+}
+
+fn cmd_predict(a: PredictArgs) -> Result<()> {
+    use miso::perf::{MpsMatrix, SLOTS};
+    let p = predictor::Predictor::load(&a.model)?;
+    let (x, _) = predictor::data::read_arrays(&a.features, None)?;
+    let n = x.shape()[0];
+    let real: Vec<[bool; SLOTS]> = match &a.dummy_from {
+        Some(t) => {
+            let (_, y) = predictor::data::read_arrays(&a.features, Some(t))?;
+            let y = y.context("--dummy-from")?;
+            let ds = predictor::data::from_arrays(&x, &y, &t.display().to_string(), 0)?;
+            ds.samples.iter().map(|s| s.mps.real).collect()
+        }
+        None => vec![[true; SLOTS]; n],
+    };
+    let mut ms = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut values = [[0.0; SLOTS]; 3];
+        for (l, row) in values.iter_mut().enumerate() {
+            for (s, v) in row.iter_mut().enumerate() {
+                *v = x[[i, l, s]];
+            }
+        }
+        let m = MpsMatrix {
+            values,
+            real: real[i],
+        };
+        m.validate(&format!("{}: sample {i}", a.features.display()))
+            .map_err(anyhow::Error::msg)?;
+        ms.push(m);
+    }
+    let preds = p.predict_targets(&ms);
+    let out = if a.all_profiles {
+        let mut o = ndarray::Array3::<f64>::from_elem((n, 5, SLOTS), f64::NAN);
+        for (i, pr) in preds.iter().enumerate() {
+            for s in 0..SLOTS {
+                let t = predictor::renormalise(&pr[s]);
+                for k in 0..5 {
+                    if let Some(v) = t[k] {
+                        o[[i, k, s]] = v;
+                    }
+                }
+            }
+        }
+        o
+    } else {
+        let mut o = ndarray::Array3::<f64>::zeros((n, 3, SLOTS));
+        for (i, pr) in preds.iter().enumerate() {
+            for s in 0..SLOTS {
+                let t = predictor::renormalise(&pr[s]);
+                for (r, k) in [4usize, 3, 2].iter().enumerate() {
+                    o[[i, r, s]] = t[*k].unwrap_or(f64::NAN);
+                }
+            }
+        }
+        o
+    };
+    let f = std::fs::File::create(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    ndarray_npy::WriteNpyExt::write_npy(&out, std::io::BufWriter::new(f))
+        .with_context(|| format!("cannot write {}", a.out.display()))?;
+    eprintln!(
+        "wrote {} ({} × {} × 7) with model {}",
+        a.out.display(),
+        n,
+        if a.all_profiles { 5 } else { 3 },
+        p.meta.name
+    );
     Ok(())
 }
 

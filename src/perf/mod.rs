@@ -6,7 +6,10 @@
 //! profile and renormalises to that GPU's whole-GPU profile (on an A30 the whole GPU is 4g).
 //! Knows `gpu`, nothing of time, policies or I/O.
 
+mod mps;
 mod table;
+
+pub use mps::{MpsMatrix, FEATURE_VERSION, JOB_FEATURES, MPS_LEVELS_PCT, SLOTS};
 
 use std::sync::OnceLock;
 

@@ -1,0 +1,94 @@
+//! Classical baselines with linfa: ordinary least squares per profile kind on the per-job
+//! features, and a decision tree that identifies the workload from its features (linfa's trees
+//! classify only; the class's measured latencies are the prediction).
+
+use linfa::prelude::*;
+use linfa_linear::LinearRegression;
+use linfa_trees::DecisionTree;
+use ndarray::{Array1, Array2};
+use serde::{Deserialize, Serialize};
+
+use crate::perf::KINDS;
+
+use super::PredictorError;
+
+/// One linear model per profile kind: `latency = intercept + coef · features`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LinearModel {
+    pub coef: Vec<Vec<f64>>,
+    pub intercept: Vec<f64>,
+}
+
+/// Fit on rows of `d` features; `t[i][k]` is the target of row `i` on kind `k` (rows without
+/// a target on a kind are left out of that kind's fit).
+pub fn fit_linear(
+    x: &[f64],
+    d: usize,
+    t: &[[Option<f64>; KINDS]],
+) -> Result<LinearModel, PredictorError> {
+    let mut coef = Vec::new();
+    let mut intercept = Vec::new();
+    for k in 0..KINDS {
+        let rows: Vec<usize> = (0..t.len()).filter(|&i| t[i][k].is_some()).collect();
+        if rows.len() <= d {
+            coef.push(vec![0.0; d]);
+            intercept
+                .push(rows.iter().filter_map(|&i| t[i][k]).sum::<f64>() / rows.len().max(1) as f64);
+            continue;
+        }
+        let mut xa = Array2::<f64>::zeros((rows.len(), d));
+        let mut ya = Array1::<f64>::zeros(rows.len());
+        for (r, &i) in rows.iter().enumerate() {
+            for j in 0..d {
+                xa[[r, j]] = x[i * d + j];
+            }
+            ya[r] = t[i][k].unwrap_or(0.0);
+        }
+        let fitted = LinearRegression::default()
+            .fit(&linfa::Dataset::new(xa, ya))
+            .map_err(|e| PredictorError::Model(format!("linear regression on kind {k}: {e}")))?;
+        coef.push(fitted.params().to_vec());
+        intercept.push(fitted.intercept());
+    }
+    Ok(LinearModel { coef, intercept })
+}
+
+impl LinearModel {
+    pub fn predict(&self, f: &[f64]) -> [f64; KINDS] {
+        let mut out = [0.0; KINDS];
+        for k in 0..KINDS {
+            out[k] =
+                self.intercept[k] + self.coef[k].iter().zip(f).map(|(a, b)| a * b).sum::<f64>();
+        }
+        out
+    }
+}
+
+/// A decision tree over workload classes.
+pub type TreeModel = DecisionTree<f64, usize>;
+
+/// Fit a classification tree on rows of `d` features with class labels `y`.
+pub fn fit_tree(
+    x: &[f64],
+    d: usize,
+    y: &[usize],
+    max_depth: usize,
+) -> Result<TreeModel, PredictorError> {
+    let xa = Array2::from_shape_vec((y.len(), d), x.to_vec())
+        .map_err(|e| PredictorError::Model(e.to_string()))?;
+    let ya = Array1::from_vec(y.to_vec());
+    DecisionTree::params()
+        .max_depth(Some(max_depth))
+        .min_weight_leaf(2.0)
+        .fit(&linfa::Dataset::new(xa, ya))
+        .map_err(|e| PredictorError::Model(format!("decision tree: {e}")))
+}
+
+/// Predicted class of each row.
+pub fn tree_predict(model: &TreeModel, x: &[f64], d: usize) -> Vec<usize> {
+    let n = x.len() / d;
+    match Array2::from_shape_vec((n, d), x.to_vec()) {
+        Ok(xa) => model.predict(&xa).to_vec(),
+        Err(_) => Vec::new(),
+    }
+}

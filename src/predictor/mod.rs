@@ -1,0 +1,373 @@
+//! The learned heart of miso: from the MPS measurement of a co-located mix to each job's
+//! latency (hence speed) on every MIG profile kind. Data loading and splits (`data`), the
+//! networks on burn (`nets`), linfa baselines (`classic`), training, evaluation and model files
+//! under `models/<name>/` (`model.json` + weights).
+//!
+//! Depends on `perf` (matrices, features, speed vectors) and, for decision-quality metrics, on
+//! `optimizer`. Never reads a clock except to report training time.
+
+pub mod classic;
+pub mod data;
+mod eval;
+pub mod nets;
+mod train;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::perf::{JobPerf, MpsMatrix, FEATURE_VERSION, JOB_FEATURES, KINDS, SLOTS};
+
+pub use data::{Dataset, Label, Split, Target};
+pub use eval::{evaluate, renormalise, DecisionQuality, Metrics};
+pub use train::{train, TrainConfig};
+
+/// Model file format version.
+pub const MODEL_FORMAT: &str = "miso-model/1";
+/// Where the shipped default model lives (relative to the repository root).
+pub const DEFAULT_MODEL: &str = "models/default";
+
+/// Errors of the predictor: bad data, bad model files.
+#[derive(Debug, thiserror::Error)]
+pub enum PredictorError {
+    #[error("{0}")]
+    Data(String),
+    #[error("{0}")]
+    Model(String),
+}
+
+/// The model architectures `miso train --arch` knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// MISO's U-Net over the whole 3×7 MPS matrix (regression, all five kinds).
+    Unet,
+    /// Per-job MLP identifying the workload from its own MPS column and its co-runners'.
+    Mlp,
+    /// Ordinary least squares per kind on the per-job features (linfa).
+    Linear,
+    /// Decision tree identifying the workload (linfa).
+    Tree,
+}
+
+impl Arch {
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Unet => "unet",
+            Arch::Mlp => "mlp",
+            Arch::Linear => "linear",
+            Arch::Tree => "tree",
+        }
+    }
+}
+
+/// Feature standardisation (per feature mean and standard deviation of the training rows).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Scaler {
+    pub mean: Vec<f64>,
+    pub std: Vec<f64>,
+}
+
+impl Scaler {
+    pub fn fit(x: &[f64], d: usize) -> Scaler {
+        let n = (x.len() / d).max(1) as f64;
+        let mut mean = vec![0.0; d];
+        let mut var = vec![0.0; d];
+        for row in x.chunks(d) {
+            for j in 0..d {
+                mean[j] += row[j] / n;
+            }
+        }
+        for row in x.chunks(d) {
+            for j in 0..d {
+                var[j] += (row[j] - mean[j]).powi(2) / n;
+            }
+        }
+        Scaler {
+            mean,
+            std: var.iter().map(|v| v.sqrt().max(1e-6)).collect(),
+        }
+    }
+
+    pub fn apply(&self, x: &[f64]) -> Vec<f32> {
+        let d = self.mean.len();
+        x.iter()
+            .enumerate()
+            .map(|(i, v)| ((v - self.mean[i % d]) / self.std[i % d]) as f32)
+            .collect()
+    }
+}
+
+/// `models/<name>/model.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModelMeta {
+    pub format: String,
+    pub name: String,
+    pub arch: Arch,
+    pub feature_version: u32,
+    /// GPU model the targets were measured on.
+    pub gpu: String,
+    pub data_source: String,
+    pub data_fingerprint: String,
+    pub split: String,
+    pub seed: u64,
+    pub epochs: usize,
+    #[serde(default)]
+    pub hidden: Vec<usize>,
+    pub params: usize,
+    pub train_seconds: f64,
+    /// The command that made the model.
+    pub recipe: String,
+    pub metrics: Metrics,
+    /// Workload classes (mlp, tree): each class's measured targets.
+    #[serde(default)]
+    pub classes: Vec<Label>,
+    #[serde(default)]
+    pub scaler: Option<Scaler>,
+    #[serde(default)]
+    pub linear: Option<classic::LinearModel>,
+}
+
+enum Inner {
+    Mlp(nets::Mlp),
+    Unet(nets::Unet),
+    Linear(classic::LinearModel),
+    Tree(Box<classic::TreeModel>),
+}
+
+/// A trained model, ready to predict.
+pub struct Predictor {
+    pub meta: ModelMeta,
+    inner: Inner,
+}
+
+/// Per slot of one matrix, the predicted target (normalised latency per kind).
+pub type SlotPredictions = [Target; SLOTS];
+
+/// Predicted speeds of the real jobs of a mix, by slot (`None` for dummy slots).
+pub type SpeedTable = [Option<JobPerf>; SLOTS];
+
+/// Turn a predicted target into speeds relative to the whole (7g) GPU.
+pub fn target_to_perf(t: &Target) -> Option<JobPerf> {
+    let whole = t[KINDS - 1]?;
+    let mut speed = [None; KINDS];
+    for k in 0..KINDS {
+        speed[k] = t[k].filter(|v| *v > 0.0).map(|v| whole / v);
+    }
+    Some(JobPerf {
+        speed,
+        memory_mb: None,
+    })
+}
+
+/// Choose, per kind, the value minimising the expected absolute error under class
+/// probabilities `p` (the weighted median of the classes' values); a kind is feasible when
+/// classes holding at least half of the probability fit it.
+pub fn bayes_decode(p: &[f32], classes: &[Label]) -> Target {
+    let mut out = [None; KINDS];
+    for (k, o) in out.iter_mut().enumerate() {
+        let mut vals: Vec<(f64, f64)> = classes
+            .iter()
+            .zip(p)
+            .filter_map(|(c, &w)| c.target[k].map(|v| (v, w as f64)))
+            .collect();
+        let mass: f64 = vals.iter().map(|x| x.1).sum();
+        if mass < 0.5 || vals.is_empty() {
+            continue;
+        }
+        vals.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+        let mut acc = 0.0;
+        for (v, w) in &vals {
+            acc += w;
+            if acc >= mass / 2.0 {
+                *o = Some(*v);
+                break;
+            }
+        }
+    }
+    out
+}
+
+fn features_f64(ms: &[MpsMatrix]) -> Vec<f64> {
+    let mut x = Vec::with_capacity(ms.len() * SLOTS * JOB_FEATURES);
+    for m in ms {
+        for s in 0..SLOTS {
+            x.extend_from_slice(&m.job_features(s));
+        }
+    }
+    x
+}
+
+/// U-Net input for matrices: `[N, 2, 3, 7]` (values, real-job mask), flattened.
+pub(crate) fn unet_input(ms: &[MpsMatrix]) -> Vec<f32> {
+    let mut x = Vec::with_capacity(ms.len() * 2 * 3 * SLOTS);
+    for m in ms {
+        for row in &m.values {
+            x.extend(row.iter().map(|v| *v as f32));
+        }
+        for _ in 0..3 {
+            x.extend(m.real.iter().map(|r| if *r { 1.0f32 } else { 0.0 }));
+        }
+    }
+    x
+}
+
+impl Predictor {
+    /// Predicted normalised latency on every kind for every slot of each matrix.
+    pub fn predict_targets(&self, ms: &[MpsMatrix]) -> Vec<SlotPredictions> {
+        match &self.inner {
+            Inner::Unet(u) => {
+                let out = nets::unet_predict(u, &unet_input(ms));
+                (0..ms.len())
+                    .map(|i| {
+                        let mut p = [[None; KINDS]; SLOTS];
+                        for (s, ps) in p.iter_mut().enumerate() {
+                            for (k, v) in ps.iter_mut().enumerate() {
+                                *v = out
+                                    .get(i * KINDS * SLOTS + k * SLOTS + s)
+                                    .map(|x| (*x as f64).max(1e-3));
+                            }
+                        }
+                        p
+                    })
+                    .collect()
+            }
+            Inner::Mlp(m) => {
+                let x = features_f64(ms);
+                let scaler = self.meta.scaler.as_ref();
+                let xs = match scaler {
+                    Some(s) => s.apply(&x),
+                    None => x.iter().map(|v| *v as f32).collect(),
+                };
+                let probs = nets::mlp_probs(m, &xs, JOB_FEATURES);
+                per_slot(ms.len(), |i| bayes_decode(&probs[i], &self.meta.classes))
+            }
+            Inner::Linear(l) => {
+                let x = features_f64(ms);
+                per_slot(ms.len(), |i| {
+                    l.predict(&x[i * JOB_FEATURES..(i + 1) * JOB_FEATURES])
+                        .map(|v| Some(v.max(1e-3)))
+                })
+            }
+            Inner::Tree(t) => {
+                let x = features_f64(ms);
+                let cls = classic::tree_predict(t, &x, JOB_FEATURES);
+                per_slot(ms.len(), |i| {
+                    cls.get(i)
+                        .and_then(|c| self.meta.classes.get(*c))
+                        .map(|c| c.target)
+                        .unwrap_or([None; KINDS])
+                })
+            }
+        }
+    }
+
+    /// Predicted speeds of the real jobs of one mix (the library API the policies use).
+    pub fn predict(&self, m: &MpsMatrix) -> SpeedTable {
+        let p = self.predict_targets(std::slice::from_ref(m));
+        let mut out: SpeedTable = Default::default();
+        if let Some(p) = p.first() {
+            for s in 0..SLOTS {
+                if m.real[s] {
+                    out[s] = target_to_perf(&p[s]);
+                }
+            }
+        }
+        out
+    }
+
+    /// Save to `dir` (`model.json` + weights).
+    pub fn save(&self, dir: &Path) -> Result<(), PredictorError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| PredictorError::Model(format!("cannot create {}: {e}", dir.display())))?;
+        match &self.inner {
+            Inner::Mlp(m) => nets::save(m, &dir.join("weights.safetensors"))?,
+            Inner::Unet(u) => nets::save(u, &dir.join("weights.safetensors"))?,
+            Inner::Linear(_) => {}
+            Inner::Tree(t) => {
+                let j =
+                    serde_json::to_string(t).map_err(|e| PredictorError::Model(e.to_string()))?;
+                std::fs::write(dir.join("tree.json"), j)
+                    .map_err(|e| PredictorError::Model(format!("cannot write tree.json: {e}")))?;
+            }
+        }
+        let j = serde_json::to_string_pretty(&self.meta)
+            .map_err(|e| PredictorError::Model(e.to_string()))?;
+        std::fs::write(dir.join("model.json"), j + "\n")
+            .map_err(|e| PredictorError::Model(format!("cannot write model.json: {e}")))
+    }
+
+    /// Load a model directory; refuses another feature version or format.
+    pub fn load(dir: &Path) -> Result<Predictor, PredictorError> {
+        let mp = dir.join("model.json");
+        let text = std::fs::read_to_string(&mp).map_err(|e| {
+            PredictorError::Model(format!(
+                "cannot read {}: {e} (is it a model directory made by `miso train`?)",
+                mp.display()
+            ))
+        })?;
+        let meta: ModelMeta = serde_json::from_str(&text)
+            .map_err(|e| PredictorError::Model(format!("{}: {e}", mp.display())))?;
+        if meta.format != MODEL_FORMAT {
+            return Err(PredictorError::Model(format!(
+                "{}: format `{}`, expected {MODEL_FORMAT}",
+                mp.display(),
+                meta.format
+            )));
+        }
+        if meta.feature_version != FEATURE_VERSION {
+            return Err(PredictorError::Model(format!(
+                "{}: made for feature version {}, this miso computes version {FEATURE_VERSION}: retrain it with `miso train`",
+                mp.display(),
+                meta.feature_version
+            )));
+        }
+        let inner = match meta.arch {
+            Arch::Mlp => {
+                let m = nets::Mlp::new(
+                    JOB_FEATURES,
+                    &meta.hidden,
+                    meta.classes.len(),
+                    &nets::device(false),
+                );
+                Inner::Mlp(nets::load(m, &dir.join("weights.safetensors"))?)
+            }
+            Arch::Unet => Inner::Unet(nets::load(
+                nets::Unet::new(&nets::device(false)),
+                &dir.join("weights.safetensors"),
+            )?),
+            Arch::Linear => Inner::Linear(meta.linear.clone().ok_or_else(|| {
+                PredictorError::Model(format!(
+                    "{}: linear model without coefficients",
+                    mp.display()
+                ))
+            })?),
+            Arch::Tree => {
+                let tp = dir.join("tree.json");
+                let t = std::fs::read_to_string(&tp).map_err(|e| {
+                    PredictorError::Model(format!("cannot read {}: {e}", tp.display()))
+                })?;
+                Inner::Tree(Box::new(serde_json::from_str(&t).map_err(|e| {
+                    PredictorError::Model(format!("{}: {e}", tp.display()))
+                })?))
+            }
+        };
+        Ok(Predictor { meta, inner })
+    }
+}
+
+fn per_slot(n: usize, mut f: impl FnMut(usize) -> Target) -> Vec<SlotPredictions> {
+    (0..n)
+        .map(|i| {
+            let mut p = [[None; KINDS]; SLOTS];
+            for (s, ps) in p.iter_mut().enumerate() {
+                *ps = f(i * SLOTS + s);
+            }
+            p
+        })
+        .collect()
+}
+
+/// Metrics keyed by profile kind name, for JSON.
+pub type ByKind = BTreeMap<String, f64>;
