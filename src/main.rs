@@ -83,7 +83,7 @@ struct TrainArgs {
     /// Model architecture.
     #[arg(long, value_enum, default_value = "mlp")]
     arch: ArchArg,
-    /// Passes over the training data (default: 300 for mlp, 40 for unet).
+    /// Passes over the training data (default: 100 for mlp, 40 for unet).
     #[arg(long)]
     epochs: Option<usize>,
     /// Seed of the split, the initial weights and the batch order.
@@ -101,6 +101,9 @@ struct TrainArgs {
     /// Hidden layer widths of the MLP.
     #[arg(long, value_delimiter = ',', default_value = "256,256")]
     hidden: Vec<usize>,
+    /// MLPs trained with consecutive seeds and averaged.
+    #[arg(long, default_value_t = 5)]
+    ensemble: usize,
     /// Learning rate (Adam).
     #[arg(long, default_value_t = 1e-3)]
     lr: f64,
@@ -582,6 +585,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     cfg.seed = a.seed;
     cfg.hidden = a.hidden.clone();
     cfg.lr = a.lr;
+    cfg.ensemble = a.ensemble;
     cfg.recipe = std::env::args().collect::<Vec<_>>().join(" ");
     if let Some(out) = &a.out {
         cfg.name = out

@@ -115,6 +115,9 @@ pub struct ModelMeta {
     pub epochs: usize,
     #[serde(default)]
     pub hidden: Vec<usize>,
+    /// Networks averaged (mlp).
+    #[serde(default = "one")]
+    pub ensemble: usize,
     pub params: usize,
     pub train_seconds: f64,
     /// The command that made the model.
@@ -129,8 +132,13 @@ pub struct ModelMeta {
     pub linear: Option<classic::LinearModel>,
 }
 
+fn one() -> usize {
+    1
+}
+
 enum Inner {
-    Mlp(nets::Mlp),
+    /// An ensemble: class probabilities are averaged.
+    Mlp(Vec<nets::Mlp>),
     Unet(nets::Unet),
     Linear(classic::LinearModel),
     Tree(Box<classic::TreeModel>),
@@ -240,7 +248,20 @@ impl Predictor {
                     Some(s) => s.apply(&x),
                     None => x.iter().map(|v| *v as f32).collect(),
                 };
-                let probs = nets::mlp_probs(m, &xs, JOB_FEATURES);
+                let mut probs = nets::mlp_probs(&m[0], &xs, JOB_FEATURES);
+                for other in &m[1..] {
+                    for (acc, p) in probs.iter_mut().zip(nets::mlp_probs(other, &xs, JOB_FEATURES)) {
+                        for (a, b) in acc.iter_mut().zip(p) {
+                            *a += b;
+                        }
+                    }
+                }
+                let k = m.len() as f32;
+                for row in probs.iter_mut() {
+                    for v in row.iter_mut() {
+                        *v /= k;
+                    }
+                }
                 per_slot(ms.len(), |i| bayes_decode(&probs[i], &self.meta.classes))
             }
             Inner::Linear(l) => {
@@ -282,7 +303,11 @@ impl Predictor {
         std::fs::create_dir_all(dir)
             .map_err(|e| PredictorError::Model(format!("cannot create {}: {e}", dir.display())))?;
         match &self.inner {
-            Inner::Mlp(m) => nets::save(m, &dir.join("weights.safetensors"))?,
+            Inner::Mlp(ms) => {
+                for (i, m) in ms.iter().enumerate() {
+                    nets::save(m, &dir.join(format!("weights-{i}.safetensors")))?;
+                }
+            }
             Inner::Unet(u) => nets::save(u, &dir.join("weights.safetensors"))?,
             Inner::Linear(_) => {}
             Inner::Tree(t) => {
@@ -325,13 +350,15 @@ impl Predictor {
         }
         let inner = match meta.arch {
             Arch::Mlp => {
-                let m = nets::Mlp::new(
-                    JOB_FEATURES,
-                    &meta.hidden,
-                    meta.classes.len(),
-                    &nets::device(false),
-                );
-                Inner::Mlp(nets::load(m, &dir.join("weights.safetensors"))?)
+                if meta.classes.is_empty() || meta.ensemble == 0 {
+                    return Err(PredictorError::Model(format!("{}: mlp without classes", mp.display())));
+                }
+                let mut ms = Vec::new();
+                for i in 0..meta.ensemble {
+                    let m = nets::Mlp::new(JOB_FEATURES, &meta.hidden, meta.classes.len(), &nets::device(false));
+                    ms.push(nets::load(m, &dir.join(format!("weights-{i}.safetensors")))?);
+                }
+                Inner::Mlp(ms)
             }
             Arch::Unet => Inner::Unet(nets::load(
                 nets::Unet::new(&nets::device(false)),

@@ -23,6 +23,8 @@ pub struct TrainConfig {
     pub batch: usize,
     pub lr: f64,
     pub max_depth: usize,
+    /// MLPs trained with seeds seed, seed+1, … and averaged.
+    pub ensemble: usize,
     /// The command line that made the model, recorded in model.json.
     pub recipe: String,
 }
@@ -38,6 +40,7 @@ impl TrainConfig {
             batch: 256,
             lr: 1e-3,
             max_depth: 14,
+            ensemble: 5,
             recipe: String::new(),
         }
     }
@@ -46,7 +49,7 @@ impl TrainConfig {
     /// give the same per-job rows), the U-Net sees every permutation.
     pub fn epochs(&self) -> usize {
         self.epochs.unwrap_or(match self.arch {
-            Arch::Mlp => 300,
+            Arch::Mlp => 100,
             Arch::Unet => 40,
             Arch::Linear | Arch::Tree => 1,
         })
@@ -87,7 +90,8 @@ pub fn train(
         )));
     }
     let epochs = cfg.epochs();
-    bar.set_length(epochs as u64);
+    let runs = if cfg.arch == Arch::Mlp { cfg.ensemble.max(1) } else { 1 };
+    bar.set_length((epochs * runs) as u64);
     let start = Instant::now();
     let mut meta = ModelMeta {
         format: MODEL_FORMAT.to_string(),
@@ -101,6 +105,7 @@ pub fn train(
         seed: cfg.seed,
         epochs,
         hidden: Vec::new(),
+        ensemble: 1,
         params: 0,
         train_seconds: 0.0,
         recipe: cfg.recipe.clone(),
@@ -136,19 +141,17 @@ pub fn train(
                 let scaler = Scaler::fit(&x, JOB_FEATURES);
                 let xs = scaler.apply(&x);
                 let yi: Vec<i64> = y.iter().map(|&c| c as i64).collect();
-                let m = nets::train_mlp(
-                    &xs,
-                    JOB_FEATURES,
-                    &yi,
-                    meta.classes.len(),
-                    &cfg.hidden,
-                    &net,
-                    bar,
-                );
+                let ms: Vec<nets::Mlp> = (0..runs)
+                    .map(|r| {
+                        let net = nets::NetTrain { seed: cfg.seed + r as u64, ..net.clone() };
+                        nets::train_mlp(&xs, JOB_FEATURES, &yi, meta.classes.len(), &cfg.hidden, &net, bar)
+                    })
+                    .collect();
                 meta.hidden = cfg.hidden.clone();
+                meta.ensemble = runs;
                 meta.scaler = Some(scaler);
-                meta.params = burn::module::Module::num_params(&m);
-                Inner::Mlp(m)
+                meta.params = ms.iter().map(burn::module::Module::num_params).sum();
+                Inner::Mlp(ms)
             } else {
                 let t = classic::fit_tree(&x, JOB_FEATURES, &y, cfg.max_depth)?;
                 bar.inc(1);
