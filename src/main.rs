@@ -101,6 +101,9 @@ struct TrainArgs {
     /// Hidden layer widths of the MLP.
     #[arg(long, value_delimiter = ',', default_value = "256,256")]
     hidden: Vec<usize>,
+    /// Mini-batch size.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
     /// MLPs trained with consecutive seeds and averaged.
     #[arg(long, default_value_t = 5)]
     ensemble: usize,
@@ -124,6 +127,8 @@ enum ArchArg {
     Linear,
     /// Decision tree over workloads (linfa).
     Tree,
+    /// 5 nearest neighbours on the job's column and co-runner summaries (baseline).
+    Knn,
 }
 
 impl From<ArchArg> for miso::predictor::Arch {
@@ -134,6 +139,7 @@ impl From<ArchArg> for miso::predictor::Arch {
             ArchArg::Mlp => Arch::Mlp,
             ArchArg::Linear => Arch::Linear,
             ArchArg::Tree => Arch::Tree,
+            ArchArg::Knn => Arch::Knn,
         }
     }
 }
@@ -586,6 +592,10 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     cfg.hidden = a.hidden.clone();
     cfg.lr = a.lr;
     cfg.ensemble = a.ensemble;
+    if a.batch == 0 {
+        anyhow::bail!("--batch: must be at least 1");
+    }
+    cfg.batch = a.batch;
     cfg.recipe = std::env::args().collect::<Vec<_>>().join(" ");
     if let Some(out) = &a.out {
         cfg.name = out

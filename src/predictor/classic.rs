@@ -92,3 +92,72 @@ pub fn tree_predict(model: &TreeModel, x: &[f64], d: usize) -> Vec<usize> {
         Err(_) => Vec::new(),
     }
 }
+
+/// Nearest neighbours on the job's own MPS column and its co-runners' summaries (the first
+/// [`KNN_FEATURES`] per-job features, standardised): the prediction is, per kind, the median of
+/// the `k` nearest training jobs' targets. A baseline: it memorises its training rows.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KnnModel {
+    pub k: usize,
+    pub mean: Vec<f64>,
+    pub std: Vec<f64>,
+    /// Standardised training rows, `KNN_FEATURES` each.
+    pub rows: Vec<f64>,
+    pub targets: Vec<[Option<f64>; KINDS]>,
+}
+
+/// Own column (3), co-runner count (1), co-runner mean/min/max per level (9), dummy mean (3).
+pub const KNN_FEATURES: usize = 16;
+
+pub fn fit_knn(x: &[f64], d: usize, t: &[[Option<f64>; KINDS]], k: usize) -> KnnModel {
+    let sub: Vec<f64> = x
+        .chunks(d)
+        .flat_map(|r| r[..KNN_FEATURES].to_vec())
+        .collect();
+    let sc = super::Scaler::fit(&sub, KNN_FEATURES);
+    let rows = sub
+        .chunks(KNN_FEATURES)
+        .flat_map(|r| {
+            (0..KNN_FEATURES)
+                .map(|j| (r[j] - sc.mean[j]) / sc.std[j])
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    KnnModel {
+        k: k.max(1),
+        mean: sc.mean,
+        std: sc.std,
+        rows,
+        targets: t.to_vec(),
+    }
+}
+
+impl KnnModel {
+    pub fn predict(&self, f: &[f64]) -> [Option<f64>; KINDS] {
+        let q: Vec<f64> = (0..KNN_FEATURES)
+            .map(|j| (f[j] - self.mean[j]) / self.std[j])
+            .collect();
+        let mut best: Vec<(f64, usize)> = Vec::with_capacity(self.k + 1);
+        for (i, r) in self.rows.chunks(KNN_FEATURES).enumerate() {
+            let d: f64 = r.iter().zip(&q).map(|(a, b)| (a - b) * (a - b)).sum();
+            if best.len() < self.k || d < best[best.len() - 1].0 {
+                let pos = best.partition_point(|x| x.0 <= d);
+                best.insert(pos, (d, i));
+                best.truncate(self.k);
+            }
+        }
+        let mut out = [None; KINDS];
+        for (kind, o) in out.iter_mut().enumerate() {
+            let mut v: Vec<f64> = best
+                .iter()
+                .filter_map(|&(_, i)| self.targets[i][kind])
+                .collect();
+            if v.len() * 2 < best.len() {
+                continue;
+            }
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+            *o = v.get(v.len() / 2).copied();
+        }
+        out
+    }
+}

@@ -171,6 +171,17 @@ pub fn catalog_labels() -> Vec<Label> {
     labels
 }
 
+/// The dummy filler job's target.
+pub fn dummy_target() -> Target {
+    [
+        None,
+        None,
+        Some(DUMMY_TARGET[2]),
+        Some(DUMMY_TARGET[1]),
+        Some(DUMMY_TARGET[0]),
+    ]
+}
+
 /// The label whose 7g/4g/3g target is nearest to `col` (max-abs distance), if within tolerance.
 fn match_label(labels: &[Label], col: [f64; 3]) -> Option<(usize, f64)> {
     let mut best: Option<(usize, f64)> = None;

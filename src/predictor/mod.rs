@@ -49,6 +49,8 @@ pub enum Arch {
     Linear,
     /// Decision tree identifying the workload (linfa).
     Tree,
+    /// k nearest neighbours on the job's own column and co-runner summaries (a baseline).
+    Knn,
 }
 
 impl Arch {
@@ -58,6 +60,7 @@ impl Arch {
             Arch::Mlp => "mlp",
             Arch::Linear => "linear",
             Arch::Tree => "tree",
+            Arch::Knn => "knn",
         }
     }
 }
@@ -142,6 +145,7 @@ enum Inner {
     Unet(nets::Unet),
     Linear(classic::LinearModel),
     Tree(Box<classic::TreeModel>),
+    Knn(classic::KnnModel),
 }
 
 /// A trained model, ready to predict.
@@ -222,8 +226,22 @@ pub(crate) fn unet_input(ms: &[MpsMatrix]) -> Vec<f32> {
 }
 
 impl Predictor {
-    /// Predicted normalised latency on every kind for every slot of each matrix.
+    /// Predicted normalised latency on every kind for every slot of each matrix (filler slots
+    /// get the dummy job's measured target).
     pub fn predict_targets(&self, ms: &[MpsMatrix]) -> Vec<SlotPredictions> {
+        let mut out = self.predict_raw(ms);
+        let dummy = data::dummy_target();
+        for (p, m) in out.iter_mut().zip(ms) {
+            for s in 0..SLOTS {
+                if !m.real[s] {
+                    p[s] = dummy;
+                }
+            }
+        }
+        out
+    }
+
+    fn predict_raw(&self, ms: &[MpsMatrix]) -> Vec<SlotPredictions> {
         match &self.inner {
             Inner::Unet(u) => {
                 let out = nets::unet_predict(u, &unet_input(ms));
@@ -250,7 +268,10 @@ impl Predictor {
                 };
                 let mut probs = nets::mlp_probs(&m[0], &xs, JOB_FEATURES);
                 for other in &m[1..] {
-                    for (acc, p) in probs.iter_mut().zip(nets::mlp_probs(other, &xs, JOB_FEATURES)) {
+                    for (acc, p) in probs
+                        .iter_mut()
+                        .zip(nets::mlp_probs(other, &xs, JOB_FEATURES))
+                    {
                         for (a, b) in acc.iter_mut().zip(p) {
                             *a += b;
                         }
@@ -269,6 +290,12 @@ impl Predictor {
                 per_slot(ms.len(), |i| {
                     l.predict(&x[i * JOB_FEATURES..(i + 1) * JOB_FEATURES])
                         .map(|v| Some(v.max(1e-3)))
+                })
+            }
+            Inner::Knn(k) => {
+                let x = features_f64(ms);
+                per_slot(ms.len(), |i| {
+                    k.predict(&x[i * JOB_FEATURES..(i + 1) * JOB_FEATURES])
                 })
             }
             Inner::Tree(t) => {
@@ -310,6 +337,12 @@ impl Predictor {
             }
             Inner::Unet(u) => nets::save(u, &dir.join("weights.safetensors"))?,
             Inner::Linear(_) => {}
+            Inner::Knn(k) => {
+                let j =
+                    serde_json::to_string(k).map_err(|e| PredictorError::Model(e.to_string()))?;
+                std::fs::write(dir.join("knn.json"), j)
+                    .map_err(|e| PredictorError::Model(format!("cannot write knn.json: {e}")))?;
+            }
             Inner::Tree(t) => {
                 let j =
                     serde_json::to_string(t).map_err(|e| PredictorError::Model(e.to_string()))?;
@@ -351,12 +384,23 @@ impl Predictor {
         let inner = match meta.arch {
             Arch::Mlp => {
                 if meta.classes.is_empty() || meta.ensemble == 0 {
-                    return Err(PredictorError::Model(format!("{}: mlp without classes", mp.display())));
+                    return Err(PredictorError::Model(format!(
+                        "{}: mlp without classes",
+                        mp.display()
+                    )));
                 }
                 let mut ms = Vec::new();
                 for i in 0..meta.ensemble {
-                    let m = nets::Mlp::new(JOB_FEATURES, &meta.hidden, meta.classes.len(), &nets::device(false));
-                    ms.push(nets::load(m, &dir.join(format!("weights-{i}.safetensors")))?);
+                    let m = nets::Mlp::new(
+                        JOB_FEATURES,
+                        &meta.hidden,
+                        meta.classes.len(),
+                        &nets::device(false),
+                    );
+                    ms.push(nets::load(
+                        m,
+                        &dir.join(format!("weights-{i}.safetensors")),
+                    )?);
                 }
                 Inner::Mlp(ms)
             }
@@ -370,6 +414,16 @@ impl Predictor {
                     mp.display()
                 ))
             })?),
+            Arch::Knn => {
+                let kp = dir.join("knn.json");
+                let t = std::fs::read_to_string(&kp).map_err(|e| {
+                    PredictorError::Model(format!("cannot read {}: {e}", kp.display()))
+                })?;
+                Inner::Knn(
+                    serde_json::from_str(&t)
+                        .map_err(|e| PredictorError::Model(format!("{}: {e}", kp.display())))?,
+                )
+            }
             Arch::Tree => {
                 let tp = dir.join("tree.json");
                 let t = std::fs::read_to_string(&tp).map_err(|e| {
@@ -398,3 +452,6 @@ fn per_slot(n: usize, mut f: impl FnMut(usize) -> Target) -> Vec<SlotPredictions
 
 /// Metrics keyed by profile kind name, for JSON.
 pub type ByKind = BTreeMap<String, f64>;
+
+#[cfg(test)]
+mod tests;

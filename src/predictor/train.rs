@@ -51,7 +51,7 @@ impl TrainConfig {
         self.epochs.unwrap_or(match self.arch {
             Arch::Mlp => 100,
             Arch::Unet => 40,
-            Arch::Linear | Arch::Tree => 1,
+            Arch::Linear | Arch::Tree | Arch::Knn => 1,
         })
     }
 }
@@ -90,7 +90,11 @@ pub fn train(
         )));
     }
     let epochs = cfg.epochs();
-    let runs = if cfg.arch == Arch::Mlp { cfg.ensemble.max(1) } else { 1 };
+    let runs = if cfg.arch == Arch::Mlp {
+        cfg.ensemble.max(1)
+    } else {
+        1
+    };
     bar.set_length((epochs * runs) as u64);
     let start = Instant::now();
     let mut meta = ModelMeta {
@@ -143,8 +147,19 @@ pub fn train(
                 let yi: Vec<i64> = y.iter().map(|&c| c as i64).collect();
                 let ms: Vec<nets::Mlp> = (0..runs)
                     .map(|r| {
-                        let net = nets::NetTrain { seed: cfg.seed + r as u64, ..net.clone() };
-                        nets::train_mlp(&xs, JOB_FEATURES, &yi, meta.classes.len(), &cfg.hidden, &net, bar)
+                        let net = nets::NetTrain {
+                            seed: cfg.seed + r as u64,
+                            ..net.clone()
+                        };
+                        nets::train_mlp(
+                            &xs,
+                            JOB_FEATURES,
+                            &yi,
+                            meta.classes.len(),
+                            &cfg.hidden,
+                            &net,
+                            bar,
+                        )
                     })
                     .collect();
                 meta.hidden = cfg.hidden.clone();
@@ -166,6 +181,13 @@ pub fn train(
             meta.params = KINDS * (JOB_FEATURES + 1);
             meta.linear = Some(l.clone());
             Inner::Linear(l)
+        }
+        Arch::Knn => {
+            let (x, t, _) = job_rows(ds, &split.train);
+            let k = classic::fit_knn(&x, JOB_FEATURES, &t, 5);
+            bar.inc(1);
+            meta.params = k.rows.len() + k.targets.len() * KINDS;
+            Inner::Knn(k)
         }
         Arch::Unet => {
             let ms: Vec<MpsMatrix> = split
