@@ -19,10 +19,15 @@ use crate::perf::{KINDS, SLOTS};
 
 use super::PredictorError;
 
-/// The device networks train and run on.
+/// The device networks train and run on: the pure-Rust CPU backend, or with the `tch` feature
+/// libtorch (CUDA device 0 when `MISO_TORCH_DEVICE=cuda`, else CPU).
 pub fn device(train: bool) -> Device {
     #[cfg(feature = "tch")]
-    let d = Device::tch(Default::default());
+    #[allow(deprecated)] // burn marks its libtorch backend deprecated; it is the GPU path here
+    let d = match std::env::var("MISO_TORCH_DEVICE").as_deref() {
+        Ok("cuda") => Device::libtorch_cuda(0),
+        _ => Device::libtorch(),
+    };
     #[cfg(not(feature = "tch"))]
     let d = Device::flex();
     if train {
