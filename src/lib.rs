@@ -4,4 +4,6 @@
 pub mod gpu;
 pub mod optimizer;
 pub mod perf;
+pub mod policy;
 pub mod predictor;
+pub mod sim;
