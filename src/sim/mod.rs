@@ -218,3 +218,6 @@ pub fn run(
         occupancy,
     })
 }
+
+#[cfg(test)]
+mod tests;

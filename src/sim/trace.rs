@@ -229,7 +229,8 @@ pub fn load_philly(path: &Path, seed: u64, time_scale: f64) -> Result<Vec<TraceJ
 }
 
 /// openb pods asking for one GPU or a fraction of one: arrival = creation_time, work =
-/// (deletion_time − scheduled_time) × `time_scale`.
+/// (deletion_time − scheduled_time) × `time_scale`. Pods never scheduled (empty
+/// `scheduled_time`, phase Pending) are left out.
 pub fn load_openb(path: &Path, seed: u64, time_scale: f64) -> Result<Vec<TraceJob>, TraceError> {
     let (header, rows) = csv_rows(path)?;
     let c = Cols { path, header };
@@ -243,7 +244,9 @@ pub fn load_openb(path: &Path, seed: u64, time_scale: f64) -> Result<Vec<TraceJo
     let mut jobs = Vec::new();
     for r in &rows {
         let gpus = c.num(r, ig)?;
-        if gpus != 1.0 {
+        // Pods that were never scheduled (phase Pending: empty scheduled_time) never ran.
+        let never_ran = r.1.get(isch).is_none_or(|s| s.is_empty());
+        if gpus != 1.0 || never_ran {
             continue;
         }
         let (created, deleted, sched) = (c.num(r, ic)?, c.num(r, id)?, c.num(r, isch)?);
