@@ -70,6 +70,14 @@ now, e.g. \"3g.20gb@4\"; must be in --current) and \"restart_s\" (checkpoint + r
     Evaluate(EvaluateArgs),
     /// Predict MIG latencies for MPS feature matrices (.npy, shape N×3×7).
     Predict(PredictArgs),
+    /// Read the GPUs of this host through NVML: model, MIG mode, current placed layout.
+    Nvml {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change one GPU's MIG layout with the least disruption (instances present in both
+    /// layouts are left alone). `--dry-run` prints the exact NVML calls instead.
+    Reconfigure(ReconfigureArgs),
     /// Replay a job trace on a simulated MIG cluster under several policies and compare JCT,
     /// makespan, throughput (default: the MISO paper's setup, 8 A100s, 100 jobs).
     Simulate(SimulateArgs),
@@ -126,6 +134,29 @@ struct SimulateArgs {
     report: Option<std::path::PathBuf>,
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+struct ReconfigureArgs {
+    /// GPU index on this host.
+    #[arg(long, default_value_t = 0)]
+    index: u32,
+    /// The target layout, e.g. 3g.20gb@0,2g.10gb@4,1g.5gb@6.
+    #[arg(long)]
+    to: String,
+    /// Print the NVML calls, change nothing. With --from (and --gpu) no GPU is needed;
+    /// without --from the current layout is read through NVML.
+    #[arg(long)]
+    dry_run: bool,
+    /// The current layout for a dry run without a GPU.
+    #[arg(long, requires = "dry_run")]
+    from: Option<String>,
+    /// GPU model for a dry run with --from.
+    #[arg(long, default_value = "a100-40gb")]
+    gpu: String,
+    /// Really reconfigure (without it, only --dry-run is allowed).
+    #[arg(long, conflicts_with = "dry_run")]
+    yes: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -390,6 +421,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Evaluate(a) => cmd_evaluate(a),
         Command::Predict(a) => cmd_predict(a),
         Command::Simulate(a) => cmd_simulate(a),
+        Command::Nvml { json } => cmd_nvml(json),
+        Command::Reconfigure(a) => cmd_reconfigure(a),
         Command::Layout(c) => match c {
             LayoutCmd::Check { gpu, layout, json } => {
                 let g = gpu.model()?;
@@ -810,6 +843,129 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
         n,
         if a.all_profiles { 5 } else { 3 },
         p.meta.name
+    );
+    Ok(())
+}
+
+fn cmd_nvml(json_out: bool) -> Result<()> {
+    use miso::control::{nvml::NvmlControl, GpuControl};
+    let mut ctl = NvmlControl::new()?;
+    let gpus = ctl.list_gpus()?;
+    let mut rows = Vec::new();
+    for g in &gpus {
+        let layout = if g.mig_enabled {
+            ctl.layout(g.index).map(|l| g.model.map(|m| l.label(m)))
+        } else {
+            Ok(None)
+        };
+        let check = ctl.check_profiles(g.index).ok();
+        rows.push((g, layout, check));
+    }
+    if json_out {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(g, l, c)| json!({"gpu": g, "layout": match l { Ok(l) => json!(l), Err(e) => json!({"error": e.to_string()}) }, "profile_check": c}))
+            .collect();
+        return print_json(&v);
+    }
+    for (g, l, c) in rows {
+        if let Some(c) = &c {
+            let bad: Vec<&str> = c
+                .iter()
+                .filter(|p| !p.matches)
+                .map(|p| p.profile.as_str())
+                .collect();
+            println!(
+                "GPU {}: driver profile table vs catalog: {}",
+                g.index,
+                if bad.is_empty() {
+                    "all profiles match".to_string()
+                } else {
+                    format!("differs for {}", bad.join(", "))
+                }
+            );
+        }
+        let lay = match l {
+            Ok(Some(l)) => l,
+            Ok(None) => "MIG off".to_string(),
+            Err(e) => format!("error: {e}"),
+        };
+        println!(
+            "GPU {} {} ({}) model {} MIG {}{}: {lay}",
+            g.index,
+            g.name,
+            g.uuid,
+            g.model_short.as_deref().unwrap_or("unknown"),
+            if g.mig_enabled { "on" } else { "off" },
+            if g.mig_pending != g.mig_enabled {
+                " (change pending)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
+}
+
+fn cmd_reconfigure(a: ReconfigureArgs) -> Result<()> {
+    use miso::control::{self, dryrun::DryRun, nvml::NvmlControl, GpuControl};
+    if !a.dry_run && !a.yes {
+        anyhow::bail!(
+            "reconfiguring a real GPU needs --yes (or use --dry-run to print the NVML calls)"
+        );
+    }
+    let (model, from, mut nvml) = match &a.from {
+        Some(f) => {
+            let m = gpu::gpu(&a.gpu)?;
+            (m, gpu::parse_valid_layout(m, f).context("--from")?, None)
+        }
+        None => {
+            let mut n = NvmlControl::new()?;
+            let gpus = n.list_gpus()?;
+            let info = gpus
+                .iter()
+                .find(|g| g.index == a.index)
+                .ok_or(control::ControlError::NoSuchGpu(a.index))?;
+            let m = info
+                .model
+                .ok_or_else(|| control::ControlError::UnknownModel {
+                    gpu: a.index,
+                    name: info.name.clone(),
+                })?;
+            let l = n.layout(a.index)?;
+            (m, l, Some(n))
+        }
+    };
+    let to = gpu::parse_valid_layout(model, &a.to).context("--to")?;
+    let diff = LayoutDiff::between(model, &from, &to);
+    println!(
+        "GPU {} ({}): {} -> {}",
+        a.index,
+        model.name,
+        from.label(model),
+        to.label(model)
+    );
+    let report = if a.dry_run {
+        let mut layouts = vec![Layout::empty(); a.index as usize + 1];
+        layouts[a.index as usize] = from.clone();
+        let mut d = DryRun::new(model, layouts);
+        let r = control::apply(&mut d, model, a.index, &diff);
+        for c in &d.calls {
+            println!("  {c}");
+        }
+        r
+    } else {
+        let n = nvml.as_mut().context("no NVML backend")?;
+        control::apply(n, model, a.index, &diff)
+    };
+    if let Some((step, e)) = report.failed {
+        anyhow::bail!("{step}: {e} (the GPU keeps a valid layout; run again to converge)");
+    }
+    println!(
+        "kept {}, destroyed {}, created {}",
+        diff.keep.len(),
+        report.destroyed.len(),
+        report.created.len()
     );
     Ok(())
 }

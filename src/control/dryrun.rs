@@ -1,0 +1,66 @@
+//! A dry run: the placement rules of the simulated backend, and a log of the exact NVML calls
+//! (function, profile constant and id, placement) the NVML backend would make.
+
+use crate::gpu::{GpuModel, Instance, Layout};
+
+use super::nvml::ci_profile_index;
+use super::simulated::SimulatedGpus;
+use super::{ControlError, GpuControl, GpuInfo, GpuProcess};
+
+/// Prints nothing itself: `calls` holds one line per NVML call.
+pub struct DryRun {
+    inner: SimulatedGpus,
+    pub calls: Vec<String>,
+}
+
+impl DryRun {
+    /// GPUs of `model` whose layouts are `layouts` now.
+    pub fn new(model: &'static GpuModel, layouts: Vec<Layout>) -> DryRun {
+        let mut inner = SimulatedGpus::new(model, layouts.len());
+        inner.layouts = layouts;
+        DryRun {
+            inner,
+            calls: Vec::new(),
+        }
+    }
+}
+
+impl GpuControl for DryRun {
+    fn list_gpus(&mut self) -> Result<Vec<GpuInfo>, ControlError> {
+        self.inner.list_gpus()
+    }
+
+    fn layout(&mut self, gpu: u32) -> Result<Layout, ControlError> {
+        self.inner.layout(gpu)
+    }
+
+    fn create(&mut self, gpu: u32, inst: Instance) -> Result<(), ControlError> {
+        let m = self.inner.model;
+        let p = &m.profiles[inst.profile as usize];
+        self.inner.create(gpu, inst)?;
+        let ci = ci_profile_index(p.compute_slices);
+        self.calls.extend([
+            format!("nvmlDeviceGetGpuInstanceProfileInfo(device={gpu}, profile={}) -> id {}  # {}", p.nvml_profile_index, p.nvml_id, p.name),
+            format!("nvmlDeviceCreateGpuInstanceWithPlacement(device={gpu}, profileId={}, placement={{start={}, size={}}}) -> gi", p.nvml_id, inst.start, p.memory_slices),
+            format!("nvmlGpuInstanceGetComputeInstanceProfileInfo(gi, profile={ci}, engProfile=NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED) -> ci profile id"),
+            "nvmlGpuInstanceCreateComputeInstance(gi, profileId=<ci profile id>) -> ci".to_string(),
+        ]);
+        Ok(())
+    }
+
+    fn destroy(&mut self, gpu: u32, inst: Instance) -> Result<(), ControlError> {
+        let m = self.inner.model;
+        let p = &m.profiles[inst.profile as usize];
+        self.inner.destroy(gpu, inst)?;
+        self.calls.extend([
+            format!("nvmlDeviceGetGpuInstances(device={gpu}, profileId={}) -> the gi whose nvmlGpuInstanceGetInfo placement.start = {}  # {}", p.nvml_id, inst.start, inst.label(m)),
+            "nvmlGpuInstanceGetComputeInstances(gi, <each ci profile id>) -> cis; nvmlComputeInstanceDestroy(ci) for each".to_string(),
+            "nvmlGpuInstanceDestroy(gi)".to_string(),
+        ]);
+        Ok(())
+    }
+
+    fn processes(&mut self, gpu: u32) -> Result<Vec<GpuProcess>, ControlError> {
+        self.inner.processes(gpu)
+    }
+}
