@@ -7,4 +7,5 @@ pub mod optimizer;
 pub mod perf;
 pub mod policy;
 pub mod predictor;
+pub mod service;
 pub mod sim;

@@ -78,6 +78,8 @@ now, e.g. \"3g.20gb@4\"; must be in --current) and \"restart_s\" (checkpoint + r
     /// Change one GPU's MIG layout with the least disruption (instances present in both
     /// layouts are left alone). `--dry-run` prints the exact NVML calls instead.
     Reconfigure(ReconfigureArgs),
+    /// Run the controller: HTTP API for nodes, jobs, profiling samples, recommendations.
+    Serve(ServeArgs),
     /// Replay a job trace on a simulated MIG cluster under several policies and compare JCT,
     /// makespan, throughput (default: the MISO paper's setup, 8 A100s, 100 jobs).
     Simulate(SimulateArgs),
@@ -134,6 +136,25 @@ struct SimulateArgs {
     report: Option<std::path::PathBuf>,
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on (loopback by default).
+    #[arg(long, default_value = "127.0.0.1:7450")]
+    listen: std::net::SocketAddr,
+    /// SQLite database file (created; WAL mode).
+    #[arg(long, default_value = "miso.db")]
+    db: std::path::PathBuf,
+    /// File holding the bearer token that writes (and reads) need.
+    #[arg(long)]
+    token_file: Option<std::path::PathBuf>,
+    /// Allow reads without the token.
+    #[arg(long)]
+    open_reads: bool,
+    /// Run without any token (local experiments only).
+    #[arg(long, conflicts_with = "token_file")]
+    insecure_no_auth: bool,
 }
 
 #[derive(Args)]
@@ -422,6 +443,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Predict(a) => cmd_predict(a),
         Command::Simulate(a) => cmd_simulate(a),
         Command::Nvml { json } => cmd_nvml(json),
+        Command::Serve(a) => cmd_serve(a),
         Command::Reconfigure(a) => cmd_reconfigure(a),
         Command::Layout(c) => match c {
             LayoutCmd::Check { gpu, layout, json } => {
@@ -845,6 +867,39 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
         p.meta.name
     );
     Ok(())
+}
+
+fn cmd_serve(a: ServeArgs) -> Result<()> {
+    let token = match (&a.token_file, a.insecure_no_auth) {
+        (Some(f), _) => {
+            let t = std::fs::read_to_string(f)
+                .with_context(|| format!("--token-file: cannot read {}", f.display()))?;
+            let t = t.trim().to_string();
+            if t.len() < 16 {
+                anyhow::bail!("--token-file: the token must have at least 16 characters");
+            }
+            Some(t)
+        }
+        (None, true) => None,
+        (None, false) => {
+            anyhow::bail!("--token-file is required (or --insecure-no-auth for local experiments)")
+        }
+    };
+    let cfg = miso::service::Config {
+        listen: a.listen,
+        db: a.db.clone(),
+        token,
+        open_reads: a.open_reads,
+    };
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    rt.block_on(miso::service::serve(cfg, |addr| {
+        // The token is never printed.
+        println!(
+            "miso controller listening on http://{addr} (db {})",
+            a.db.display()
+        );
+    }))
+    .map_err(anyhow::Error::msg)
 }
 
 fn cmd_nvml(json_out: bool) -> Result<()> {

@@ -1,0 +1,399 @@
+//! The controller: an HTTP API (axum on tokio) over the durable store, the optimizer and the
+//! predictor's sample format. Writes need the bearer token; reads too unless configured open.
+//! Binds to loopback by default; bodies are limited to 1 MiB and validated with errors that name
+//! the field; an accepted write is committed to SQLite before the reply.
+//!
+//! Depends on everything below it; nothing depends on it.
+
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::gpu::{self, Layout};
+use crate::optimizer::{self, JobSpec, Objective, Options};
+use crate::predictor::data::{SampleRecord, SAMPLE_FORMAT};
+
+pub use store::{Store, StoreError};
+
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// Settings of `miso serve`.
+pub struct Config {
+    pub listen: SocketAddr,
+    pub db: std::path::PathBuf,
+    /// Bearer token for writes (and reads unless `open_reads`); `None` only with `insecure`.
+    pub token: Option<String>,
+    pub open_reads: bool,
+}
+
+struct AppState {
+    store: Mutex<Store>,
+    token: Option<String>,
+    open_reads: bool,
+    requests: Mutex<BTreeMap<&'static str, u64>>,
+    errors: AtomicU64,
+    recommend_ns: AtomicU64,
+    recommend_count: AtomicU64,
+}
+
+/// An error reply: status and a JSON body `{"error": "..."}`.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error": self.1}))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Conflict(m) => ApiError(StatusCode::CONFLICT, m),
+            StoreError::NotFound(m) => ApiError(StatusCode::NOT_FOUND, m),
+            StoreError::Db(e) => {
+                ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("database: {e}"))
+            }
+        }
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+/// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl AppState {
+    fn count(&self, route: &'static str) {
+        if let Ok(mut m) = self.requests.lock() {
+            *m.entry(route).or_insert(0) += 1;
+        }
+    }
+
+    fn auth(&self, h: &HeaderMap, write: bool) -> Result<(), ApiError> {
+        if !write && self.open_reads {
+            return Ok(());
+        }
+        let Some(token) = &self.token else {
+            return Ok(());
+        };
+        let given = h
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match given {
+            Some(g) if same(g.as_bytes(), token.as_bytes()) => Ok(()),
+            _ => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                Err(ApiError(
+                    StatusCode::UNAUTHORIZED,
+                    "missing or wrong bearer token (Authorization: Bearer <token>)".into(),
+                ))
+            }
+        }
+    }
+
+    fn store(&self) -> Result<std::sync::MutexGuard<'_, Store>, ApiError> {
+        self.store.lock().map_err(|_| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "store lock poisoned".into(),
+            )
+        })
+    }
+}
+
+fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    b.map(|Json(v)| v)
+        .map_err(|e| ApiError(e.status(), format!("invalid body: {}", e.body_text())))
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn metrics(State(s): State<Arc<AppState>>) -> Result<String, ApiError> {
+    let mut out = String::from(
+        "# HELP miso_requests_total API requests by route.\n# TYPE miso_requests_total counter\n",
+    );
+    if let Ok(m) = s.requests.lock() {
+        for (r, n) in m.iter() {
+            out.push_str(&format!("miso_requests_total{{route=\"{r}\"}} {n}\n"));
+        }
+    }
+    out.push_str(&format!(
+        "# TYPE miso_request_errors_total counter\nmiso_request_errors_total {}\n",
+        s.errors.load(Ordering::Relaxed)
+    ));
+    let (ns, n) = (
+        s.recommend_ns.load(Ordering::Relaxed),
+        s.recommend_count.load(Ordering::Relaxed),
+    );
+    out.push_str(&format!("# TYPE miso_recommend_seconds summary\nmiso_recommend_seconds_sum {}\nmiso_recommend_seconds_count {n}\n", ns as f64 / 1e9));
+    let st = s.store()?;
+    for t in ["nodes", "jobs", "samples"] {
+        out.push_str(&format!(
+            "# TYPE miso_{t} gauge\nmiso_{t} {}\n",
+            st.count(t)?
+        ));
+    }
+    Ok(out)
+}
+
+/// `POST /v1/nodes`: a node agent registers its GPUs.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeBody {
+    name: String,
+    gpus: Vec<NodeGpu>,
+}
+
+#[derive(Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct NodeGpu {
+    index: u32,
+    model: String,
+    #[serde(default)]
+    uuid: Option<String>,
+}
+
+async fn register_node(
+    State(s): State<Arc<AppState>>,
+    h: HeaderMap,
+    b: Result<Json<NodeBody>, JsonRejection>,
+) -> ApiResult {
+    s.count("nodes");
+    s.auth(&h, true)?;
+    let n = body(b)?;
+    if n.name.trim().is_empty() {
+        return Err(bad("name: must not be empty"));
+    }
+    let mut gpus = Vec::new();
+    for (k, g) in n.gpus.iter().enumerate() {
+        let m = gpu::gpu(&g.model).map_err(|e| bad(format!("gpus[{k}].model: {e}")))?;
+        gpus.push(json!({"index": g.index, "model": m.short, "uuid": g.uuid}));
+    }
+    let v = json!({"name": n.name, "gpus": gpus});
+    s.store()?.put_node(&n.name, &v)?;
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+async fn list_nodes(State(s): State<Arc<AppState>>, h: HeaderMap) -> ApiResult {
+    s.count("nodes");
+    s.auth(&h, false)?;
+    Ok(Json(s.store()?.nodes()?).into_response())
+}
+
+/// `POST /v1/jobs`: a job as in `jobs.json` (validated against an A100-40GB).
+async fn submit_job(
+    State(s): State<Arc<AppState>>,
+    h: HeaderMap,
+    b: Result<Json<Value>, JsonRejection>,
+) -> ApiResult {
+    s.count("jobs");
+    s.auth(&h, true)?;
+    let raw = body(b)?;
+    let spec: JobSpec =
+        serde_json::from_value(raw.clone()).map_err(|e| bad(format!("job: {e}")))?;
+    let g = gpu::gpu("a100-40gb").map_err(|e| bad(e.to_string()))?;
+    spec.resolve(g, &Layout::empty(), 0)
+        .map_err(|e| bad(e.to_string().replace("jobs[0].", "")))?;
+    s.store()?.add_job(&spec.id, &raw)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": spec.id, "state": "queued"})),
+    )
+        .into_response())
+}
+
+async fn list_jobs(State(s): State<Arc<AppState>>, h: HeaderMap) -> ApiResult {
+    s.count("jobs");
+    s.auth(&h, false)?;
+    Ok(Json(s.store()?.jobs()?).into_response())
+}
+
+async fn finish_job(
+    State(s): State<Arc<AppState>>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    s.count("jobs");
+    s.auth(&h, true)?;
+    s.store()?.finish_job(&id)?;
+    Ok(Json(json!({"id": id, "state": "finished"})).into_response())
+}
+
+async fn add_sample(
+    State(s): State<Arc<AppState>>,
+    h: HeaderMap,
+    b: Result<Json<Value>, JsonRejection>,
+) -> ApiResult {
+    s.count("samples");
+    s.auth(&h, true)?;
+    let raw = body(b)?;
+    let rec: SampleRecord =
+        serde_json::from_value(raw.clone()).map_err(|e| bad(format!("sample: {e}")))?;
+    if rec.format != SAMPLE_FORMAT {
+        return Err(bad(format!(
+            "format: `{}` (expected {SAMPLE_FORMAT})",
+            rec.format
+        )));
+    }
+    if rec.slots.is_empty() || rec.slots.len() > crate::perf::SLOTS {
+        return Err(bad(format!(
+            "slots: {} given, 1..=7 allowed",
+            rec.slots.len()
+        )));
+    }
+    for (k, sl) in rec.slots.iter().enumerate() {
+        if let Some((l, v)) = sl
+            .mps
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !(v.is_finite() && **v > 0.0))
+        {
+            return Err(bad(format!(
+                "slots[{k}].mps[{l}]: {v} is not a positive latency"
+            )));
+        }
+    }
+    let seq = s.store()?.add_sample(&raw)?;
+    Ok((StatusCode::CREATED, Json(json!({"seq": seq}))).into_response())
+}
+
+/// `POST /v1/recommend`: jobs → layout + plan, nothing applied or stored.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecommendBody {
+    #[serde(default = "default_gpu")]
+    gpu: String,
+    #[serde(default)]
+    current: Option<String>,
+    jobs: Vec<JobSpec>,
+    #[serde(default)]
+    objective: Option<Objective>,
+    #[serde(default)]
+    spare: bool,
+    #[serde(default)]
+    cost_aware: bool,
+}
+
+fn default_gpu() -> String {
+    "a100-40gb".into()
+}
+
+async fn recommend(
+    State(s): State<Arc<AppState>>,
+    h: HeaderMap,
+    b: Result<Json<RecommendBody>, JsonRejection>,
+) -> ApiResult {
+    s.count("recommend");
+    s.auth(&h, false)?;
+    let t = std::time::Instant::now();
+    let r = body(b)?;
+    let g = gpu::gpu(&r.gpu).map_err(|e| bad(format!("gpu: {e}")))?;
+    let current = match &r.current {
+        Some(c) => gpu::parse_valid_layout(g, c).map_err(|e| bad(format!("current: {e}")))?,
+        None => Layout::empty(),
+    };
+    let jobs = r
+        .jobs
+        .iter()
+        .enumerate()
+        .map(|(k, j)| j.resolve(g, &current, k))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    let opts = Options {
+        objective: r.objective.unwrap_or_default(),
+        spare: r.spare,
+        cost_aware: r.cost_aware,
+        ..Options::default()
+    };
+    let plan = optimizer::plan(g, &jobs, &current, &opts)
+        .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    let d = &plan.decision;
+    let layout: Vec<Value> = d
+        .layout
+        .instances()
+        .iter()
+        .zip(&d.assignment)
+        .map(|(i, a)| {
+            let v = i.view(g);
+            json!({"profile": v.profile, "start": v.start, "size": v.size, "job": a.map(|j| jobs[j].id.clone())})
+        })
+        .collect();
+    let out = json!({"gpu": g.name, "layout": layout, "objective": {"name": opts.objective.name(), "value": d.value}, "plan": plan.view(g, &jobs)});
+    s.recommend_ns
+        .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    s.recommend_count.fetch_add(1, Ordering::Relaxed);
+    Ok(Json(out).into_response())
+}
+
+async fn state(State(s): State<Arc<AppState>>, h: HeaderMap) -> ApiResult {
+    s.count("state");
+    s.auth(&h, false)?;
+    let st = s.store()?;
+    Ok(
+        Json(json!({"nodes": st.nodes()?, "jobs": st.jobs()?, "samples": st.count("samples")?}))
+            .into_response(),
+    )
+}
+
+/// The API's routes over an open store.
+pub fn router(store: Store, token: Option<String>, open_reads: bool) -> Router {
+    let s = Arc::new(AppState {
+        store: Mutex::new(store),
+        token,
+        open_reads,
+        requests: Mutex::new(BTreeMap::new()),
+        errors: AtomicU64::new(0),
+        recommend_ns: AtomicU64::new(0),
+        recommend_count: AtomicU64::new(0),
+    });
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/nodes", post(register_node).get(list_nodes))
+        .route("/v1/jobs", post(submit_job).get(list_jobs))
+        .route("/v1/jobs/{id}/finish", post(finish_job))
+        .route("/v1/samples", post(add_sample))
+        .route("/v1/recommend", post(recommend))
+        .route("/v1/state", get(state))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(s)
+}
+
+/// Run the controller until SIGINT/SIGTERM. `ready` gets the bound address.
+pub async fn serve(cfg: Config, ready: impl FnOnce(SocketAddr)) -> Result<(), String> {
+    let store = Store::open(&cfg.db).map_err(|e| format!("{}: {e}", cfg.db.display()))?;
+    let app = router(store, cfg.token, cfg.open_reads);
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    ready(addr);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| e.to_string())
+}

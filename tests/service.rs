@@ -1,0 +1,235 @@
+//! The controller over loopback: auth, validation that stores nothing on bad input, the job and
+//! sample lifecycle, recommendations, metrics, and durability across a SIGKILL.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &std::path::Path) -> Server {
+    let tf = dir.join("token");
+    std::fs::write(&tf, TOKEN).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_miso"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(dir.join("miso.db"))
+        .arg("--token-file")
+        .arg(&tf)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(!line.contains(TOKEN), "the token is never printed");
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    Server { child, addr }
+}
+
+fn req(
+    s: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let mut c = TcpStream::connect(&s.addr).unwrap();
+    let b = body.unwrap_or("");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(c, "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{b}", b.len()).unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    let code: u16 = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (code, body)
+}
+
+fn tmpdir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("miso-svc-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn api_lifecycle_auth_and_validation() {
+    let dir = tmpdir("api");
+    let s = start(&dir);
+    assert_eq!(req(&s, "GET", "/healthz", None, None).0, 200);
+    // Unauthenticated or wrong token: 401, nothing stored.
+    let job = r#"{"id":"a","workload":"bert_train8"}"#;
+    assert_eq!(req(&s, "POST", "/v1/jobs", None, Some(job)).0, 401);
+    assert_eq!(
+        req(
+            &s,
+            "POST",
+            "/v1/jobs",
+            Some("wrong-token-wrong-token"),
+            Some(job)
+        )
+        .0,
+        401
+    );
+    assert_eq!(req(&s, "GET", "/v1/jobs", None, None).0, 401);
+    // Bad bodies: 400 naming the field, nothing stored.
+    let (c, b) = req(
+        &s,
+        "POST",
+        "/v1/jobs",
+        Some(TOKEN),
+        Some(r#"{"id":"b","workload":"llama_train1"}"#),
+    );
+    assert_eq!(c, 400);
+    assert!(b.contains("workload") && b.contains("llama_train1"), "{b}");
+    let (c, b) = req(
+        &s,
+        "POST",
+        "/v1/jobs",
+        Some(TOKEN),
+        Some(r#"{"id":"b","workload":"bert_train8","colour":2}"#),
+    );
+    assert_eq!(c, 400);
+    assert!(b.contains("colour"), "{b}");
+    assert_eq!(
+        req(&s, "POST", "/v1/jobs", Some(TOKEN), Some("{not json")).0,
+        400
+    );
+    let (_, jobs) = req(&s, "GET", "/v1/jobs", Some(TOKEN), None);
+    assert_eq!(jobs.trim(), "[]");
+    // The job lifecycle.
+    assert_eq!(req(&s, "POST", "/v1/jobs", Some(TOKEN), Some(job)).0, 201);
+    assert_eq!(
+        req(&s, "POST", "/v1/jobs", Some(TOKEN), Some(job)).0,
+        409,
+        "duplicate id"
+    );
+    assert_eq!(
+        req(&s, "POST", "/v1/jobs/a/finish", Some(TOKEN), None).0,
+        200
+    );
+    assert_eq!(
+        req(&s, "POST", "/v1/jobs/zz/finish", Some(TOKEN), None).0,
+        404
+    );
+    let (_, jobs) = req(&s, "GET", "/v1/jobs", Some(TOKEN), None);
+    assert!(jobs.contains("\"finished\""), "{jobs}");
+    // Nodes and samples.
+    assert_eq!(
+        req(
+            &s,
+            "POST",
+            "/v1/nodes",
+            Some(TOKEN),
+            Some(r#"{"name":"n1","gpus":[{"index":0,"model":"NVIDIA H200"}]}"#)
+        )
+        .0,
+        201
+    );
+    let (c, b) = req(
+        &s,
+        "POST",
+        "/v1/nodes",
+        Some(TOKEN),
+        Some(r#"{"name":"n2","gpus":[{"index":0,"model":"V100"}]}"#),
+    );
+    assert!(c == 400 && b.contains("gpus[0].model"), "{b}");
+    let sample = r#"{"format":"miso-mps-sample/1","gpu":"A100-SXM4-40GB","mix":0,"slots":[{"label":"bert_train8","mps":[0.5,0.7,1.0]}]}"#;
+    assert_eq!(
+        req(&s, "POST", "/v1/samples", Some(TOKEN), Some(sample)).0,
+        201
+    );
+    let (c, b) = req(
+        &s,
+        "POST",
+        "/v1/samples",
+        Some(TOKEN),
+        Some(&sample.replace("0.7", "-1")),
+    );
+    assert!(c == 400 && b.contains("slots[0].mps[1]"), "{b}");
+    // A recommendation, applied nowhere.
+    let (c, b) = req(
+        &s,
+        "POST",
+        "/v1/recommend",
+        Some(TOKEN),
+        Some(
+            r#"{"gpu":"a100-40gb","jobs":[{"id":"x","workload":"bert_train8"},{"id":"y","workload":"cyclegan_train4"}]}"#,
+        ),
+    );
+    assert_eq!(c, 200, "{b}");
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["layout"][0]["profile"], "4g.20gb");
+    assert_eq!(v["objective"]["name"], "mean-slowdown");
+    let (c, b) = req(
+        &s,
+        "POST",
+        "/v1/recommend",
+        Some(TOKEN),
+        Some(r#"{"jobs":[{"id":"x","speeds":{"3g.20gb":-1}}]}"#),
+    );
+    assert!(c == 400 && b.contains("jobs[0].speeds.3g.20gb"), "{b}");
+    // Oversized bodies are refused.
+    let big = format!(
+        r#"{{"id":"big","workload":"bert_train8","pad":"{}"}}"#,
+        "x".repeat(2 << 20)
+    );
+    assert_eq!(req(&s, "POST", "/v1/jobs", Some(TOKEN), Some(&big)).0, 413);
+    let (c, m) = req(&s, "GET", "/metrics", Some(TOKEN), None);
+    assert_eq!(c, 200);
+    assert!(
+        m.contains("miso_jobs 1")
+            && m.contains("miso_samples 1")
+            && m.contains("miso_requests_total{route=\"recommend\"} 2"),
+        "{m}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn acknowledged_writes_survive_sigkill() {
+    let dir = tmpdir("kill");
+    let mut s = start(&dir);
+    for i in 0..25 {
+        let (c, _) = req(
+            &s,
+            "POST",
+            "/v1/jobs",
+            Some(TOKEN),
+            Some(&format!(r#"{{"id":"j{i}","workload":"resnet_train64"}}"#)),
+        );
+        assert_eq!(c, 201);
+    }
+    s.child.kill().unwrap(); // SIGKILL
+    s.child.wait().unwrap();
+    let s2 = start(&dir);
+    let (_, jobs) = req(&s2, "GET", "/v1/jobs", Some(TOKEN), None);
+    let v: serde_json::Value = serde_json::from_str(&jobs).unwrap();
+    assert_eq!(
+        v.as_array().unwrap().len(),
+        25,
+        "every acknowledged job is there"
+    );
+    drop(s);
+    std::fs::remove_dir_all(&dir).ok();
+}
