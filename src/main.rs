@@ -80,6 +80,9 @@ now, e.g. \"3g.20gb@4\"; must be in --current) and \"restart_s\" (checkpoint + r
     Reconfigure(ReconfigureArgs),
     /// Run the controller: HTTP API for nodes, jobs, profiling samples, recommendations.
     Serve(ServeArgs),
+    /// Run the node agent: register this host's GPUs with the controller, then keep each GPU's
+    /// MIG layout converged to the desired one (level-triggered reconcile).
+    Agent(AgentArgs),
     /// Replay a job trace on a simulated MIG cluster under several policies and compare JCT,
     /// makespan, throughput (default: the MISO paper's setup, 8 A100s, 100 jobs).
     Simulate(SimulateArgs),
@@ -155,6 +158,47 @@ struct ServeArgs {
     /// Run without any token (local experiments only).
     #[arg(long, conflicts_with = "token_file")]
     insecure_no_auth: bool,
+}
+
+#[derive(Args)]
+struct AgentArgs {
+    /// The controller's URL.
+    #[arg(long, default_value = "http://127.0.0.1:7450")]
+    controller: String,
+    /// File holding the controller's bearer token.
+    #[arg(long)]
+    token_file: Option<std::path::PathBuf>,
+    /// This node's name (default: the host name).
+    #[arg(long)]
+    name: Option<String>,
+    /// How GPUs are driven: nvml (real), simulated (in memory, for tests and demos), dry-run
+    /// (simulated placement rules, NVML calls printed).
+    #[arg(long, value_enum, default_value = "nvml")]
+    backend: BackendArg,
+    /// Simulated/dry-run backends: number of GPUs and their model.
+    #[arg(long, default_value_t = 1)]
+    sim_gpus: usize,
+    #[arg(long, default_value = "a100-40gb")]
+    gpu: String,
+    /// Simulated backend: persist the GPUs' layouts in this file.
+    #[arg(long)]
+    sim_state: Option<std::path::PathBuf>,
+    /// Simulated backend: milliseconds each create/destroy takes.
+    #[arg(long, default_value_t = 0)]
+    step_delay_ms: u64,
+    /// Milliseconds between reconcile passes.
+    #[arg(long, default_value_t = 2000)]
+    interval_ms: u64,
+    /// One pass, then exit.
+    #[arg(long)]
+    once: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BackendArg {
+    Nvml,
+    Simulated,
+    DryRun,
 }
 
 #[derive(Args)]
@@ -444,6 +488,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Simulate(a) => cmd_simulate(a),
         Command::Nvml { json } => cmd_nvml(json),
         Command::Serve(a) => cmd_serve(a),
+        Command::Agent(a) => cmd_agent(a),
         Command::Reconfigure(a) => cmd_reconfigure(a),
         Command::Layout(c) => match c {
             LayoutCmd::Check { gpu, layout, json } => {
@@ -900,6 +945,48 @@ fn cmd_serve(a: ServeArgs) -> Result<()> {
         );
     }))
     .map_err(anyhow::Error::msg)
+}
+
+fn cmd_agent(a: AgentArgs) -> Result<()> {
+    use miso::control::{dryrun::DryRun, nvml::NvmlControl, simulated::SimulatedGpus, GpuControl};
+    let token = match &a.token_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("--token-file: cannot read {}", f.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let name = a.name.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/etc/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "node".into())
+    });
+    let model = gpu::gpu(&a.gpu)?;
+    let mut ctl: Box<dyn GpuControl> = match a.backend {
+        BackendArg::Nvml => Box::new(NvmlControl::new()?),
+        BackendArg::Simulated => {
+            let mut s = match &a.sim_state {
+                Some(p) => SimulatedGpus::persistent(model, a.sim_gpus, p)?,
+                None => SimulatedGpus::new(model, a.sim_gpus),
+            };
+            s.step_delay = std::time::Duration::from_millis(a.step_delay_ms);
+            Box::new(s)
+        }
+        BackendArg::DryRun => Box::new(DryRun::new(model, vec![Layout::empty(); a.sim_gpus])),
+    };
+    let cfg = miso::service::agent::AgentConfig {
+        host: miso::service::client::host_of(&a.controller)
+            .map_err(anyhow::Error::msg)
+            .context("--controller")?,
+        token,
+        name,
+        interval: std::time::Duration::from_millis(a.interval_ms.max(10)),
+        once: a.once,
+    };
+    miso::service::agent::run(&cfg, ctl.as_mut(), &mut |m| eprintln!("agent: {m}"))
+        .map_err(anyhow::Error::msg)
 }
 
 fn cmd_nvml(json_out: bool) -> Result<()> {

@@ -233,3 +233,92 @@ fn acknowledged_writes_survive_sigkill() {
     drop(s);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+fn agent(s: &Server, dir: &std::path::Path, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_miso"))
+        .args([
+            "agent",
+            "--controller",
+            &format!("http://{}", s.addr),
+            "--name",
+            "n1",
+            "--backend",
+            "simulated",
+            "--gpu",
+            "a100-40gb",
+        ])
+        .arg("--token-file")
+        .arg(dir.join("token"))
+        .arg("--sim-state")
+        .arg(dir.join("gpus.json"))
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn plan_applied_by_the_agent_and_convergence_after_a_kill_mid_plan() {
+    let dir = tmpdir("agent");
+    let s = start(&dir);
+    // Jobs → recommendation → desired layout → the agent applies it → state reported.
+    let rec = r#"{"gpu":"a100-40gb","jobs":[{"id":"x","workload":"bert_train8"},{"id":"y","workload":"cyclegan_train4"}]}"#;
+    let (_, b) = req(&s, "POST", "/v1/recommend", Some(TOKEN), Some(rec));
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    let layout: Vec<String> = v["layout"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| format!("{}@{}", i["profile"].as_str().unwrap(), i["start"]))
+        .collect();
+    let layout = layout.join(",");
+    assert_eq!(layout, "4g.20gb@0,3g.20gb@4");
+    assert_eq!(
+        agent(&s, &dir, &["--once"]).wait().unwrap().code(),
+        Some(0),
+        "registers"
+    );
+    let put = |l: &str| {
+        req(
+            &s,
+            "PUT",
+            "/v1/nodes/n1/gpus/0/desired",
+            Some(TOKEN),
+            Some(&format!(r#"{{"layout":"{l}"}}"#)),
+        )
+    };
+    assert_eq!(put(&layout).0, 200);
+    assert_eq!(put("3g.20gb@2").0, 400, "invalid layouts are refused");
+    assert_eq!(agent(&s, &dir, &["--once"]).wait().unwrap().code(), Some(0));
+    let (_, st) = req(&s, "GET", "/v1/state", Some(TOKEN), None);
+    assert!(st.contains("4g.20gb@0,3g.20gb@4"), "{st}");
+    // A plan of 5 steps at 300 ms each; kill the agent part-way.
+    let target = "1g.5gb@0,1g.5gb@1,1g.5gb@2,1g.5gb@3,3g.20gb@4";
+    assert_eq!(put(target).0, 200);
+    let mut a = agent(
+        &s,
+        &dir,
+        &["--step-delay-ms", "300", "--interval-ms", "100"],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let mid: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("gpus.json")).unwrap()).unwrap();
+    assert_ne!(mid[0], target, "killed before the end");
+    let g = miso::gpu::gpu("a100-40gb").unwrap();
+    assert!(
+        miso::gpu::parse_valid_layout(g, &mid[0]).is_ok(),
+        "valid after the kill: {}",
+        mid[0]
+    );
+    // Restarted, it converges.
+    assert_eq!(agent(&s, &dir, &["--once"]).wait().unwrap().code(), Some(0));
+    let done: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("gpus.json")).unwrap()).unwrap();
+    assert_eq!(done[0], target);
+    let (_, st) = req(&s, "GET", "/v1/state", Some(TOKEN), None);
+    assert!(st.contains(target), "{st}");
+    std::fs::remove_dir_all(&dir).ok();
+}

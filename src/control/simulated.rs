@@ -27,6 +27,10 @@ pub struct SimulatedGpus {
     calls: u64,
     /// Every mutating call, in order, for tests.
     pub log: Vec<String>,
+    /// Where the layouts persist after every change (so a killed agent's GPU keeps its state).
+    pub state_file: Option<std::path::PathBuf>,
+    /// Time each mutating call takes (NVML calls take a while on real GPUs).
+    pub step_delay: std::time::Duration,
 }
 
 impl SimulatedGpus {
@@ -39,6 +43,43 @@ impl SimulatedGpus {
             faults: Vec::new(),
             calls: 0,
             log: Vec::new(),
+            state_file: None,
+            step_delay: std::time::Duration::ZERO,
+        }
+    }
+
+    /// GPUs whose layouts persist in `path` (read when it exists: one layout label per GPU,
+    /// JSON array).
+    pub fn persistent(
+        model: &'static GpuModel,
+        n: usize,
+        path: &std::path::Path,
+    ) -> Result<SimulatedGpus, ControlError> {
+        let mut s = SimulatedGpus::new(model, n);
+        s.state_file = Some(path.to_path_buf());
+        if let Ok(text) = std::fs::read_to_string(path) {
+            let bad = |e: String| ControlError::Call {
+                gpu: 0,
+                call: "load simulated state".into(),
+                reason: format!("{}: {e}", path.display()),
+            };
+            let labels: Vec<String> =
+                serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+            for (i, l) in labels.iter().enumerate().take(n) {
+                s.layouts[i] =
+                    crate::gpu::parse_valid_layout(model, l).map_err(|e| bad(e.to_string()))?;
+            }
+        }
+        Ok(s)
+    }
+
+    fn persist(&self) {
+        if let Some(p) = &self.state_file {
+            let labels: Vec<String> = self.layouts.iter().map(|l| l.label(self.model)).collect();
+            let tmp = p.with_extension("tmp");
+            if std::fs::write(&tmp, serde_json::to_string(&labels).unwrap_or_default()).is_ok() {
+                let _ = std::fs::rename(&tmp, p);
+            }
         }
     }
 
@@ -64,6 +105,9 @@ impl SimulatedGpus {
     }
 
     fn fault(&mut self, call: &str) -> Result<(), ControlError> {
+        if !self.step_delay.is_zero() {
+            std::thread::sleep(self.step_delay);
+        }
         self.calls += 1;
         let k = self.calls;
         for f in &self.faults {
@@ -120,6 +164,7 @@ impl GpuControl for SimulatedGpus {
             reason: format!("NVML_ERROR_INSUFFICIENT_RESOURCES: {e}"),
         })?;
         self.layouts[g] = next;
+        self.persist();
         self.log.push(format!("gpu{gpu} create {label}"));
         Ok(())
     }
@@ -153,6 +198,7 @@ impl GpuControl for SimulatedGpus {
             .filter(|i| *i != inst)
             .collect();
         self.layouts[g] = Layout::new(v);
+        self.persist();
         self.log.push(format!("gpu{gpu} destroy {label}"));
         Ok(())
     }

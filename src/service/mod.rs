@@ -5,6 +5,8 @@
 //!
 //! Depends on everything below it; nothing depends on it.
 
+pub mod agent;
+pub mod client;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -352,9 +354,107 @@ async fn state(State(s): State<Arc<AppState>>, h: HeaderMap) -> ApiResult {
     s.auth(&h, false)?;
     let st = s.store()?;
     Ok(
-        Json(json!({"nodes": st.nodes()?, "jobs": st.jobs()?, "samples": st.count("samples")?}))
+        Json(json!({"nodes": st.nodes()?, "jobs": st.jobs()?, "samples": st.count("samples")?, "gpus": st.actual()?}))
             .into_response(),
     )
+}
+
+/// GPU `idx` of a registered node, and its model.
+fn node_gpu(st: &Store, node: &str, idx: u32) -> Result<&'static gpu::GpuModel, ApiError> {
+    let n = st.node(node)?.ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no node `{node}` (agents register with POST /v1/nodes)"),
+        )
+    })?;
+    let model = n["gpus"]
+        .as_array()
+        .and_then(|g| g.iter().find(|g| g["index"] == idx))
+        .and_then(|g| g["model"].as_str())
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("node `{node}` has no GPU {idx}"),
+            )
+        })?;
+    gpu::gpu(model).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DesiredBody {
+    layout: String,
+}
+
+/// `PUT /v1/nodes/{name}/gpus/{index}/desired`: the layout an agent must converge to.
+async fn put_desired(
+    State(s): State<Arc<AppState>>,
+    h: HeaderMap,
+    Path((node, idx)): Path<(String, u32)>,
+    b: Result<Json<DesiredBody>, JsonRejection>,
+) -> ApiResult {
+    s.count("desired");
+    s.auth(&h, true)?;
+    let d = body(b)?;
+    let st = s.store()?;
+    let model = node_gpu(&st, &node, idx)?;
+    let l = gpu::parse_valid_layout(model, &d.layout).map_err(|e| bad(format!("layout: {e}")))?;
+    st.set_desired(&node, idx, &l.label(model))?;
+    Ok(Json(json!({"node": node, "index": idx, "layout": l.label(model)})).into_response())
+}
+
+async fn get_desired(
+    State(s): State<Arc<AppState>>,
+    h: HeaderMap,
+    Path(node): Path<String>,
+) -> ApiResult {
+    s.count("desired");
+    s.auth(&h, false)?;
+    let v: Vec<Value> = s
+        .store()?
+        .desired(&node)?
+        .into_iter()
+        .map(|(i, l)| json!({"index": i, "layout": l}))
+        .collect();
+    Ok(Json(v).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportBody {
+    gpus: Vec<GpuReport>,
+}
+
+#[derive(Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct GpuReport {
+    index: u32,
+    layout: String,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// `POST /v1/nodes/{name}/report`: what the agent's GPUs have now.
+async fn post_report(
+    State(s): State<Arc<AppState>>,
+    h: HeaderMap,
+    Path(node): Path<String>,
+    b: Result<Json<ReportBody>, JsonRejection>,
+) -> ApiResult {
+    s.count("report");
+    s.auth(&h, true)?;
+    let r = body(b)?;
+    let st = s.store()?;
+    for (k, g) in r.gpus.iter().enumerate() {
+        let model =
+            node_gpu(&st, &node, g.index).map_err(|e| bad(format!("gpus[{k}].index: {}", e.1)))?;
+        gpu::parse_valid_layout(model, &g.layout)
+            .map_err(|e| bad(format!("gpus[{k}].layout: {e}")))?;
+    }
+    for g in &r.gpus {
+        st.set_actual(&node, g.index, &json!(g))?;
+    }
+    Ok(Json(json!({"ok": true})).into_response())
 }
 
 /// The API's routes over an open store.
@@ -377,6 +477,12 @@ pub fn router(store: Store, token: Option<String>, open_reads: bool) -> Router {
         .route("/v1/samples", post(add_sample))
         .route("/v1/recommend", post(recommend))
         .route("/v1/state", get(state))
+        .route(
+            "/v1/nodes/{name}/gpus/{index}/desired",
+            axum::routing::put(put_desired),
+        )
+        .route("/v1/nodes/{name}/desired", get(get_desired))
+        .route("/v1/nodes/{name}/report", post(post_report))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(s)
 }

@@ -26,6 +26,8 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS nodes (name TEXT PRIMARY KEY, body TEXT NOT NULL, registered_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, body TEXT NOT NULL, state TEXT NOT NULL, submitted_at REAL NOT NULL, finished_at REAL);
 CREATE TABLE IF NOT EXISTS samples (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, received_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS desired (node TEXT NOT NULL, idx INTEGER NOT NULL, layout TEXT NOT NULL, PRIMARY KEY (node, idx));
+CREATE TABLE IF NOT EXISTS actual (node TEXT NOT NULL, idx INTEGER NOT NULL, body TEXT NOT NULL, reported_at REAL NOT NULL, PRIMARY KEY (node, idx));
 CREATE TABLE IF NOT EXISTS decisions (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, made_at REAL NOT NULL);
 ";
 
@@ -115,6 +117,65 @@ impl Store {
 
     pub fn samples(&self) -> Result<Vec<Value>, StoreError> {
         self.list("SELECT body FROM samples ORDER BY seq")
+    }
+
+    /// The layout GPU `idx` of `node` should have.
+    pub fn set_desired(&self, node: &str, idx: u32, layout: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO desired (node, idx, layout) VALUES (?1, ?2, ?3) ON CONFLICT(node, idx) DO UPDATE SET layout = excluded.layout",
+            params![node, idx, layout],
+        )?;
+        Ok(())
+    }
+
+    /// (gpu index, desired layout) of a node.
+    pub fn desired(&self, node: &str) -> Result<Vec<(u32, String)>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT idx, layout FROM desired WHERE node = ?1 ORDER BY idx")?;
+        let rows = st.query_map(params![node], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// What the agent reports a GPU has.
+    pub fn set_actual(&self, node: &str, idx: u32, body: &Value) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO actual (node, idx, body, reported_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(node, idx) DO UPDATE SET body = excluded.body, reported_at = excluded.reported_at",
+            params![node, idx, body.to_string(), now_s()],
+        )?;
+        Ok(())
+    }
+
+    pub fn actual(&self) -> Result<Vec<Value>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT node, idx, body FROM actual ORDER BY node, idx")?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, u32>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (n, i, b) = r?;
+            out.push(serde_json::json!({"node": n, "index": i, "report": serde_json::from_str::<Value>(&b).unwrap_or(Value::Null)}));
+        }
+        Ok(out)
+    }
+
+    /// A registered node's body.
+    pub fn node(&self, name: &str) -> Result<Option<Value>, StoreError> {
+        let b: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT body FROM nodes WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(b.and_then(|b| serde_json::from_str(&b).ok()))
     }
 
     pub fn add_decision(&self, body: &Value) -> Result<i64, StoreError> {
