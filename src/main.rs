@@ -83,6 +83,25 @@ now, e.g. \"3g.20gb@4\"; must be in --current) and \"restart_s\" (checkpoint + r
     /// Run the node agent: register this host's GPUs with the controller, then keep each GPU's
     /// MIG layout converged to the desired one (level-triggered reconcile).
     Agent(AgentArgs),
+    /// Load-test a controller's recommendation endpoint (loopback only): paced requests for a
+    /// fixed time; prints throughput and latency percentiles.
+    Loadtest {
+        #[arg(long, default_value = "http://127.0.0.1:7450")]
+        url: String,
+        #[arg(long)]
+        token_file: Option<std::path::PathBuf>,
+        /// Requests per second.
+        #[arg(long, default_value_t = 1000.0)]
+        rps: f64,
+        /// Seconds.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Concurrent client threads.
+        #[arg(long, default_value_t = 16)]
+        workers: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Replay a job trace on a simulated MIG cluster under several policies and compare JCT,
     /// makespan, throughput (default: the MISO paper's setup, 8 A100s, 100 jobs).
     Simulate(SimulateArgs),
@@ -489,6 +508,42 @@ fn run(cli: Cli) -> Result<()> {
         Command::Nvml { json } => cmd_nvml(json),
         Command::Serve(a) => cmd_serve(a),
         Command::Agent(a) => cmd_agent(a),
+        Command::Loadtest {
+            url,
+            token_file,
+            rps,
+            seconds,
+            workers,
+            json,
+        } => {
+            let token = match &token_file {
+                Some(f) => Some(
+                    std::fs::read_to_string(f)
+                        .with_context(|| format!("--token-file: cannot read {}", f.display()))?
+                        .trim()
+                        .to_string(),
+                ),
+                None => None,
+            };
+            let host = miso::service::client::host_of(&url).map_err(anyhow::Error::msg)?;
+            let body = r#"{"gpu":"a100-40gb","jobs":[{"id":"a","workload":"bert_train8"},{"id":"b","workload":"resnet_train64"},{"id":"c","workload":"gnn_train128"},{"id":"d","workload":"mobilenet_train64"},{"id":"e","workload":"transformer_train16"}]}"#;
+            let r = miso::service::loadtest::run(
+                &host,
+                "/v1/recommend",
+                token.as_deref(),
+                body,
+                rps,
+                seconds,
+                workers,
+            )
+            .map_err(anyhow::Error::msg)?;
+            if json {
+                return print_json(&r);
+            }
+            println!("{} requests at {:.0}/s target: {:.0}/s achieved, {} errors; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                r.requests, r.target_rps, r.achieved_rps, r.errors, r.p50_ms, r.p99_ms, r.max_ms);
+            Ok(())
+        }
         Command::Reconfigure(a) => cmd_reconfigure(a),
         Command::Layout(c) => match c {
             LayoutCmd::Check { gpu, layout, json } => {

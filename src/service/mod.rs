@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod client;
+pub mod loadtest;
 pub mod store;
 
 use std::collections::BTreeMap;
