@@ -475,8 +475,12 @@ enum LayoutCmd {
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum ExportFormat {
-    /// NVIDIA mig-parted YAML (version v1), as the GPU operator consumes it.
+    /// NVIDIA mig-parted YAML (version v1).
     MigParted,
+    /// A ConfigMap for the NVIDIA GPU operator and the `nvidia.com/mig.config` node label.
+    GpuOperator,
+    /// Slurm gres.conf / slurm.conf lines.
+    Slurm,
 }
 
 fn main() -> ExitCode {
@@ -596,7 +600,7 @@ fn run(cli: Cli) -> Result<()> {
             LayoutCmd::Export {
                 gpu,
                 layouts,
-                format: ExportFormat::MigParted,
+                format,
                 name,
             } => {
                 let g = gpu.model()?;
@@ -607,7 +611,13 @@ fn run(cli: Cli) -> Result<()> {
                         gpu::parse_valid_layout(g, s).with_context(|| format!("layout {}", i + 1))
                     })
                     .collect::<Result<Vec<Layout>>>()?;
-                print!("{}", migparted::export(g, &ls, &name));
+                match format {
+                    ExportFormat::MigParted => print!("{}", migparted::export(g, &ls, &name)),
+                    ExportFormat::GpuOperator => {
+                        print!("{}", migparted::gpu_operator(g, &ls, &name))
+                    }
+                    ExportFormat::Slurm => print!("{}", migparted::slurm(g, &ls)),
+                }
                 Ok(())
             }
             LayoutCmd::Import {

@@ -190,3 +190,38 @@ pub fn import(
     }
     Ok(out)
 }
+
+/// A Kubernetes ConfigMap for the NVIDIA GPU operator holding the mig-parted config, plus the
+/// node label that selects it (`nvidia.com/mig.config=<config_name>`).
+pub fn gpu_operator(gpu: &GpuModel, layouts: &[Layout], config_name: &str) -> String {
+    let cfg = export(gpu, layouts, config_name);
+    let mut out = String::from("# Apply, then label each node that should take this layout:\n");
+    out.push_str(&format!(
+        "#   kubectl label node <node> nvidia.com/mig.config={config_name} --overwrite\n"
+    ));
+    out.push_str("# and point the operator at the ConfigMap (ClusterPolicy migManager.config.name: miso-mig-config).\n");
+    out.push_str("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: miso-mig-config\n  namespace: gpu-operator\ndata:\n  config.yaml: |\n");
+    for line in cfg.lines() {
+        out.push_str("    ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Slurm lines for a node whose GPUs have these layouts: gres.conf lets slurmd discover the MIG
+/// devices through NVML; slurm.conf declares them by profile.
+pub fn slurm(gpu: &GpuModel, layouts: &[Layout]) -> String {
+    let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+    for l in layouts {
+        for (p, n) in l.profile_counts(gpu) {
+            *counts.entry(p).or_insert(0) += n;
+        }
+    }
+    let gres: Vec<String> = counts.iter().map(|(p, n)| format!("gpu:{p}:{n}")).collect();
+    format!(
+        "# gres.conf (on the node): slurmd finds the MIG devices through NVML\nAutoDetect=nvml\n\n# slurm.conf\nGresTypes=gpu\nNodeName=<node> Gres={}\n\n# jobs ask for a slice by profile, e.g.: srun --gres=gpu:{}:1 ...\n",
+        gres.join(","),
+        counts.keys().next().map(String::as_str).unwrap_or("1g.5gb")
+    )
+}

@@ -326,3 +326,33 @@ proptest! {
         prop_assert_eq!(d.keep.len() + d.destroy.len(), from.len());
     }
 }
+
+#[test]
+fn cluster_engine_exports() {
+    let g = a100();
+    let l = parse_valid_layout(g, "3g.20gb@0,2g.10gb@4,1g.5gb@6").unwrap();
+    let s = migparted::slurm(g, &[l.clone(), l.clone()]);
+    assert!(
+        s.contains("AutoDetect=nvml")
+            && s.contains("Gres=gpu:1g.5gb:2,gpu:2g.10gb:2,gpu:3g.20gb:2"),
+        "{s}"
+    );
+    let k = migparted::gpu_operator(g, &[l], "miso-a");
+    assert!(
+        k.contains("kind: ConfigMap")
+            && k.contains("nvidia.com/mig.config=miso-a")
+            && k.contains("    version: v1"),
+        "{k}"
+    );
+    // The embedded config is the mig-parted export, indented: it parses back.
+    let inner: String = k
+        .lines()
+        .skip_while(|l| !l.contains("config.yaml"))
+        .skip(1)
+        .map(|l| format!("{}\n", &l[4..]))
+        .collect();
+    assert_eq!(
+        migparted::import(g, &inner, None).unwrap()[0].layout.len(),
+        3
+    );
+}
