@@ -177,6 +177,12 @@ struct ServeArgs {
     /// Run without any token (local experiments only).
     #[arg(long, conflicts_with = "token_file")]
     insecure_no_auth: bool,
+    /// Folder of model directories (list/activate/retrain through the API).
+    #[arg(long, default_value = "models")]
+    models: std::path::PathBuf,
+    /// Model to activate at start (skipped when absent).
+    #[arg(long, default_value = "default")]
+    model: String,
 }
 
 #[derive(Args)]
@@ -998,6 +1004,8 @@ fn cmd_serve(a: ServeArgs) -> Result<()> {
     let cfg = miso::service::Config {
         listen: a.listen,
         db: a.db.clone(),
+        models: a.models.clone(),
+        active_model: Some(a.model.clone()),
         token,
         open_reads: a.open_reads,
     };

@@ -20,6 +20,10 @@ impl Drop for Server {
 }
 
 fn start(dir: &std::path::Path) -> Server {
+    start_with(dir, &[])
+}
+
+fn start_with(dir: &std::path::Path, extra: &[&str]) -> Server {
     let tf = dir.join("token");
     std::fs::write(&tf, TOKEN).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_miso"))
@@ -27,6 +31,7 @@ fn start(dir: &std::path::Path) -> Server {
         .arg(dir.join("miso.db"))
         .arg("--token-file")
         .arg(&tf)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -320,5 +325,95 @@ fn plan_applied_by_the_agent_and_convergence_after_a_kill_mid_plan() {
     assert_eq!(done[0], target);
     let (_, st) = req(&s, "GET", "/v1/state", Some(TOKEN), None);
     assert!(st.contains(target), "{st}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn models_list_predict_retrain_and_hot_swap() {
+    let dir = tmpdir("models");
+    let models = dir.join("models");
+    std::fs::create_dir_all(models.join("default")).unwrap();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for e in std::fs::read_dir(repo.join("models/default")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, models.join("default").join(p.file_name().unwrap())).unwrap();
+    }
+    let s = start_with(&dir, &["--models", models.to_str().unwrap()]);
+    let (c, b) = req(&s, "GET", "/v1/models", Some(TOKEN), None);
+    assert_eq!(c, 200);
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v[0]["name"], "default");
+    assert_eq!(v[0]["active"], true, "{b}");
+    // Predict with the active model from one MISO sample (real data).
+    let ds = miso::predictor::data::load(&repo.join("../shared/datasets/miso-a100")).unwrap();
+    let recs = ds.to_records();
+    let one = serde_json::to_string(&recs[0]).unwrap();
+    let (c, b) = req(&s, "POST", "/v1/predict", Some(TOKEN), Some(&one));
+    assert_eq!(c, 200, "{b}");
+    let p: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(p["model"], "default");
+    assert!(
+        (p["jobs"][0]["speeds"]["7g"].as_f64().unwrap() - 1.0).abs() < 1e-9,
+        "{b}"
+    );
+    // Retraining needs samples; then it trains, saves, and swaps the model in.
+    let rt = r#"{"name":"site","arch":"linear"}"#;
+    assert_eq!(
+        req(&s, "POST", "/v1/models/retrain", Some(TOKEN), Some(rt)).0,
+        409
+    );
+    for r in recs.iter().step_by(5).take(300) {
+        assert_eq!(
+            req(
+                &s,
+                "POST",
+                "/v1/samples",
+                Some(TOKEN),
+                Some(&serde_json::to_string(r).unwrap())
+            )
+            .0,
+            201
+        );
+    }
+    assert_eq!(req(&s, "POST", "/v1/models/retrain", None, Some(rt)).0, 401);
+    assert_eq!(
+        req(
+            &s,
+            "POST",
+            "/v1/models/retrain",
+            Some(TOKEN),
+            Some(r#"{"name":"../x"}"#)
+        )
+        .0,
+        400
+    );
+    let (c, b) = req(&s, "POST", "/v1/models/retrain", Some(TOKEN), Some(rt));
+    assert_eq!(c, 201, "{b}");
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["active"], "site");
+    assert!(v["mae"].as_f64().unwrap() < 0.06, "{b}");
+    assert!(models.join("site/model.json").exists());
+    let (_, b) = req(&s, "POST", "/v1/predict", Some(TOKEN), Some(&one));
+    assert!(b.contains("\"model\":\"site\""), "{b}");
+    // And back, without a restart.
+    assert_eq!(
+        req(&s, "POST", "/v1/models/default/activate", Some(TOKEN), None).0,
+        200
+    );
+    assert_eq!(
+        req(&s, "POST", "/v1/models/nope/activate", Some(TOKEN), None).0,
+        404
+    );
+    let (_, b) = req(&s, "GET", "/v1/models", Some(TOKEN), None);
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["active"] == true)
+            .map(|m| m["name"].clone())
+            .collect::<Vec<_>>(),
+        vec![serde_json::json!("default")]
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -36,19 +36,38 @@ pub fn fit_linear(
                 .push(rows.iter().filter_map(|&i| t[i][k]).sum::<f64>() / rows.len().max(1) as f64);
             continue;
         }
-        let mut xa = Array2::<f64>::zeros((rows.len(), d));
+        // Leave out features that are constant on these rows (small data sets have some,
+        // e.g. an always-empty co-runner column), which would make the system singular.
+        let keep: Vec<usize> = (0..d)
+            .filter(|&j| {
+                let first = x[rows[0] * d + j];
+                rows.iter().any(|&i| (x[i * d + j] - first).abs() > 1e-12)
+            })
+            .collect();
+        let mut xa = Array2::<f64>::zeros((rows.len(), keep.len()));
         let mut ya = Array1::<f64>::zeros(rows.len());
         for (r, &i) in rows.iter().enumerate() {
-            for j in 0..d {
-                xa[[r, j]] = x[i * d + j];
+            for (c, &j) in keep.iter().enumerate() {
+                xa[[r, c]] = x[i * d + j];
             }
             ya[r] = t[i][k].unwrap_or(0.0);
         }
-        let fitted = LinearRegression::default()
-            .fit(&linfa::Dataset::new(xa, ya))
-            .map_err(|e| PredictorError::Model(format!("linear regression on kind {k}: {e}")))?;
-        coef.push(fitted.params().to_vec());
-        intercept.push(fitted.intercept());
+        let mean = ya.mean().unwrap_or(0.0);
+        let mut full = vec![0.0; d];
+        match LinearRegression::default().fit(&linfa::Dataset::new(xa, ya)) {
+            Ok(fitted) => {
+                for (c, &j) in keep.iter().enumerate() {
+                    full[j] = fitted.params()[c];
+                }
+                coef.push(full);
+                intercept.push(fitted.intercept());
+            }
+            // Still singular (collinear features): the mean is the least-squares constant.
+            Err(_) => {
+                coef.push(full);
+                intercept.push(mean);
+            }
+        }
     }
     Ok(LinearModel { coef, intercept })
 }

@@ -37,6 +37,10 @@ pub const MAX_BODY: usize = 1 << 20;
 pub struct Config {
     pub listen: SocketAddr,
     pub db: std::path::PathBuf,
+    /// Folder of model directories (`models/`); the active model is hot-swapped.
+    pub models: std::path::PathBuf,
+    /// Model activated at start, if present.
+    pub active_model: Option<String>,
     /// Bearer token for writes (and reads unless `open_reads`); `None` only with `insecure`.
     pub token: Option<String>,
     pub open_reads: bool,
@@ -44,6 +48,9 @@ pub struct Config {
 
 struct AppState {
     store: Mutex<Store>,
+    models_dir: std::path::PathBuf,
+    /// The active predictor, swapped in place by activate/retrain (no restart).
+    active: Mutex<Option<(String, crate::predictor::Predictor)>>,
     token: Option<String>,
     open_reads: bool,
     requests: Mutex<BTreeMap<&'static str, u64>>,
@@ -458,10 +465,246 @@ async fn post_report(
     Ok(Json(json!({"ok": true})).into_response())
 }
 
+fn model_name_ok(name: &str) -> Result<(), ApiError> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(bad(format!(
+            "model name `{name}`: use letters, digits, - and _"
+        )));
+    }
+    Ok(())
+}
+
+/// `GET /v1/models`: model directories with their metadata, and which is active.
+async fn list_models(State(s): State<Arc<AppState>>, h: HeaderMap) -> ApiResult {
+    s.count("models");
+    s.auth(&h, false)?;
+    let active = s
+        .active
+        .lock()
+        .ok()
+        .and_then(|a| a.as_ref().map(|(n, _)| n.clone()));
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(&s.models_dir) {
+        let mut dirs: Vec<_> = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.join("model.json").exists())
+            .collect();
+        dirs.sort();
+        for d in dirs {
+            let name = d
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let meta: Value = std::fs::read_to_string(d.join("model.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or(Value::Null);
+            out.push(json!({"name": name, "active": active.as_deref() == Some(name.as_str()), "arch": meta["arch"], "feature_version": meta["feature_version"],
+                "mae": meta["metrics"]["mae"], "data_fingerprint": meta["data_fingerprint"], "split": meta["split"]}));
+        }
+    }
+    Ok(Json(out).into_response())
+}
+
+fn activate_model(s: &AppState, name: &str) -> Result<Value, ApiError> {
+    model_name_ok(name)?;
+    let p = crate::predictor::Predictor::load(&s.models_dir.join(name))
+        .map_err(|e| ApiError(StatusCode::NOT_FOUND, e.to_string()))?;
+    let arch = p.meta.arch.name();
+    let mae = p.meta.metrics.mae;
+    let mut a = s.active.lock().map_err(|_| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "model lock poisoned".into(),
+        )
+    })?;
+    *a = Some((name.to_string(), p));
+    Ok(json!({"active": name, "arch": arch, "mae": mae}))
+}
+
+/// `POST /v1/models/{name}/activate`: load a model and swap it in.
+async fn activate(
+    State(s): State<Arc<AppState>>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult {
+    s.count("models");
+    s.auth(&h, true)?;
+    let st = s.clone();
+    let v = tokio::task::spawn_blocking(move || activate_model(&st, &name))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(Json(v).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetrainBody {
+    name: String,
+    #[serde(default)]
+    arch: Option<crate::predictor::Arch>,
+    #[serde(default)]
+    epochs: Option<usize>,
+    #[serde(default)]
+    seed: Option<u64>,
+    /// Share of the mixes held out for the metrics.
+    #[serde(default)]
+    val_frac: Option<f64>,
+}
+
+/// `POST /v1/models/retrain`: train on the stored samples with `miso train`'s code, save under
+/// models/<name>, and activate it (hot swap).
+async fn retrain(
+    State(s): State<Arc<AppState>>,
+    h: HeaderMap,
+    b: Result<Json<RetrainBody>, JsonRejection>,
+) -> ApiResult {
+    s.count("models");
+    s.auth(&h, true)?;
+    let r = body(b)?;
+    model_name_ok(&r.name)?;
+    let val = r.val_frac.unwrap_or(0.2);
+    if !(val > 0.0 && val < 1.0) {
+        return Err(bad("val_frac: must be between 0 and 1"));
+    }
+    let samples = s.store()?.samples()?;
+    if samples.len() < 10 {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!(
+                "{} samples stored; retraining needs at least 10",
+                samples.len()
+            ),
+        ));
+    }
+    let st = s.clone();
+    let v = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
+        let dir = st.models_dir.join(&r.name);
+        let tmp = std::env::temp_dir().join(format!(
+            "miso-retrain-{}-{}.jsonl",
+            std::process::id(),
+            r.name
+        ));
+        let lines: Vec<String> = samples.iter().map(|v| v.to_string()).collect();
+        std::fs::write(&tmp, lines.join("\n"))
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let ds = crate::predictor::data::load(&tmp);
+        let _ = std::fs::remove_file(&tmp);
+        let ds = ds.map_err(|e| bad(format!("stored samples: {e}")))?;
+        let mut cfg =
+            crate::predictor::TrainConfig::new(r.arch.unwrap_or(crate::predictor::Arch::Mlp));
+        cfg.name = r.name.clone();
+        cfg.epochs = r.epochs;
+        cfg.seed = r.seed.unwrap_or(1);
+        cfg.recipe = format!(
+            "POST /v1/models/retrain {{name: {}, arch: {}, epochs: {:?}, seed: {}}}",
+            r.name,
+            cfg.arch.name(),
+            r.epochs,
+            cfg.seed
+        );
+        let split = ds.random_split(val, cfg.seed);
+        let p = crate::predictor::train(&ds, &split, &cfg, &indicatif::ProgressBar::hidden())
+            .map_err(|e| bad(e.to_string()))?;
+        p.save(&dir)
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let mae = p.meta.metrics.mae;
+        let mut a = st.active.lock().map_err(|_| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "model lock poisoned".into(),
+            )
+        })?;
+        *a = Some((r.name.clone(), p));
+        Ok(json!({"active": r.name, "samples": ds.samples.len(), "mae": mae}))
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+/// `POST /v1/predict`: one sample's MPS measurements → each real job's speed per profile kind,
+/// with the active model.
+async fn predict(
+    State(s): State<Arc<AppState>>,
+    h: HeaderMap,
+    b: Result<Json<SampleRecord>, JsonRejection>,
+) -> ApiResult {
+    s.count("predict");
+    s.auth(&h, false)?;
+    let rec = body(b)?;
+    if rec.slots.is_empty() || rec.slots.len() > crate::perf::SLOTS {
+        return Err(bad(format!(
+            "slots: {} given, 1..=7 allowed",
+            rec.slots.len()
+        )));
+    }
+    let mut lat = [[1.0; crate::perf::SLOTS]; 3];
+    let mut real = [false; crate::perf::SLOTS];
+    for (k, sl) in rec.slots.iter().enumerate() {
+        for (l, v) in sl.mps.iter().enumerate() {
+            if !(v.is_finite() && *v > 0.0) {
+                return Err(bad(format!(
+                    "slots[{k}].mps[{l}]: {v} is not a positive latency"
+                )));
+            }
+            lat[l][k] = *v;
+        }
+        real[k] = sl.label != "dummy";
+    }
+    let m = crate::perf::MpsMatrix::from_latencies(lat, real);
+    let a = s.active.lock().map_err(|_| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "model lock poisoned".into(),
+        )
+    })?;
+    let (name, p) = a.as_ref().ok_or_else(|| {
+        ApiError(
+            StatusCode::CONFLICT,
+            "no active model (POST /v1/models/{name}/activate)".into(),
+        )
+    })?;
+    let table = p.predict(&m);
+    let kinds = ["1g", "2g", "3g", "4g", "7g"];
+    let jobs: Vec<Value> = rec
+        .slots
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| real[*k])
+        .map(|(k, sl)| {
+            let speeds: serde_json::Map<String, Value> = table[k]
+                .as_ref()
+                .map(|pf| {
+                    (0..5)
+                        .filter_map(|i| pf.speed[i].map(|v| (kinds[i].to_string(), json!(v))))
+                        .collect()
+                })
+                .unwrap_or_default();
+            json!({"slot": k, "label": sl.label, "speeds": speeds})
+        })
+        .collect();
+    Ok(Json(json!({"model": name, "jobs": jobs})).into_response())
+}
+
 /// The API's routes over an open store.
-pub fn router(store: Store, token: Option<String>, open_reads: bool) -> Router {
+/// `active`: a model under `models_dir` to activate now (skipped when it does not exist).
+pub fn router(
+    store: Store,
+    token: Option<String>,
+    open_reads: bool,
+    models_dir: std::path::PathBuf,
+    active: Option<&str>,
+) -> Result<Router, String> {
     let s = Arc::new(AppState {
         store: Mutex::new(store),
+        models_dir,
+        active: Mutex::new(None),
         token,
         open_reads,
         requests: Mutex::new(BTreeMap::new()),
@@ -469,7 +712,13 @@ pub fn router(store: Store, token: Option<String>, open_reads: bool) -> Router {
         recommend_ns: AtomicU64::new(0),
         recommend_count: AtomicU64::new(0),
     });
-    Router::new()
+    if let Some(name) = active {
+        if s.models_dir.join(name).join("model.json").exists() {
+            activate_model(&s, name)
+                .map_err(|e| format!("cannot activate model `{name}`: {}", e.1))?;
+        }
+    }
+    Ok(Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/v1/nodes", post(register_node).get(list_nodes))
@@ -484,14 +733,24 @@ pub fn router(store: Store, token: Option<String>, open_reads: bool) -> Router {
         )
         .route("/v1/nodes/{name}/desired", get(get_desired))
         .route("/v1/nodes/{name}/report", post(post_report))
+        .route("/v1/models", get(list_models))
+        .route("/v1/models/{name}/activate", post(activate))
+        .route("/v1/models/retrain", post(retrain))
+        .route("/v1/predict", post(predict))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(s)
+        .with_state(s))
 }
 
 /// Run the controller until SIGINT/SIGTERM. `ready` gets the bound address.
 pub async fn serve(cfg: Config, ready: impl FnOnce(SocketAddr)) -> Result<(), String> {
     let store = Store::open(&cfg.db).map_err(|e| format!("{}: {e}", cfg.db.display()))?;
-    let app = router(store, cfg.token, cfg.open_reads);
+    let app = router(
+        store,
+        cfg.token,
+        cfg.open_reads,
+        cfg.models.clone(),
+        cfg.active_model.as_deref(),
+    )?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
