@@ -102,6 +102,9 @@ now, e.g. \"3g.20gb@4\"; must be in --current) and \"restart_s\" (checkpoint + r
         #[arg(long)]
         json: bool,
     },
+    /// Profile a mix of jobs under MPS at each active-thread level and record the sample
+    /// (miso-mps-sample/1); jobs report iteration times over the line protocol (README).
+    Profile(ProfileArgs),
     /// Replay a job trace on a simulated MIG cluster under several policies and compare JCT,
     /// makespan, throughput (default: the MISO paper's setup, 8 A100s, 100 jobs).
     Simulate(SimulateArgs),
@@ -224,6 +227,40 @@ enum BackendArg {
     Nvml,
     Simulated,
     DryRun,
+}
+
+#[derive(Args)]
+struct ProfileArgs {
+    /// A job of the mix as LABEL=COMMAND (run with `sh -c`), e.g.
+    /// --job 'bert_train8=python3 train.py --batch 8'. Up to 7.
+    #[arg(long = "job", required = true)]
+    jobs: Vec<String>,
+    /// MPS active-thread percentages, three of them.
+    #[arg(long, value_delimiter = ',', default_value = "100,50,14")]
+    levels: Vec<u32>,
+    /// Seconds each level runs.
+    #[arg(long, default_value_t = 30.0)]
+    seconds: f64,
+    /// GPU index (CUDA_VISIBLE_DEVICES of the MPS daemon).
+    #[arg(long, default_value_t = 0)]
+    gpu_index: u32,
+    /// GPU model name recorded in the sample when NVML cannot tell.
+    #[arg(long, default_value = "a100-40gb")]
+    gpu: String,
+    /// Run the jobs without starting an MPS daemon (tests without a GPU).
+    #[arg(long)]
+    no_mps: bool,
+    /// Mix number recorded in the sample.
+    #[arg(long, default_value_t = 0)]
+    mix: usize,
+    /// Send the sample to this controller (POST /v1/samples).
+    #[arg(long)]
+    controller: Option<String>,
+    #[arg(long)]
+    token_file: Option<std::path::PathBuf>,
+    /// Also write the sample (JSON) here.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]
@@ -518,6 +555,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Nvml { json } => cmd_nvml(json),
         Command::Serve(a) => cmd_serve(a),
         Command::Agent(a) => cmd_agent(a),
+        Command::Profile(a) => cmd_profile(a),
         Command::Loadtest {
             url,
             token_file,
@@ -1060,6 +1098,82 @@ fn cmd_agent(a: AgentArgs) -> Result<()> {
     };
     miso::service::agent::run(&cfg, ctl.as_mut(), &mut |m| eprintln!("agent: {m}"))
         .map_err(anyhow::Error::msg)
+}
+
+fn cmd_profile(a: ProfileArgs) -> Result<()> {
+    use miso::service::profile::{daemon_dir, profile_mix, MpsDaemon, ProfileJob};
+    let jobs = a
+        .jobs
+        .iter()
+        .enumerate()
+        .map(|(k, j)| {
+            let (l, c) = j
+                .split_once('=')
+                .with_context(|| format!("--job {}: expected LABEL=COMMAND", k + 1))?;
+            if l.trim().is_empty() || c.trim().is_empty() {
+                anyhow::bail!("--job {}: expected LABEL=COMMAND", k + 1);
+            }
+            Ok(ProfileJob {
+                label: l.trim().to_string(),
+                command: c.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if !(a.seconds.is_finite() && a.seconds > 0.0) {
+        anyhow::bail!("--seconds: must be positive");
+    }
+    let gpu_name = match miso::control::nvml::NvmlControl::new()
+        .and_then(|mut n| miso::control::GpuControl::list_gpus(&mut n))
+    {
+        Ok(g) => g
+            .iter()
+            .find(|g| g.index == a.gpu_index)
+            .map(|g| g.name.clone())
+            .unwrap_or_else(|| a.gpu.clone()),
+        Err(_) => gpu::gpu(&a.gpu)?.name.to_string(),
+    };
+    let daemon = MpsDaemon {
+        device: a.gpu_index.to_string(),
+        dir: daemon_dir(a.gpu_index),
+    };
+    let rec = profile_mix(
+        &jobs,
+        &a.levels,
+        a.seconds,
+        if a.no_mps { None } else { Some(&daemon) },
+        &gpu_name,
+        a.mix,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let text = serde_json::to_string(&rec)?;
+    if let Some(o) = &a.out {
+        std::fs::write(o, &text).with_context(|| format!("cannot write {}", o.display()))?;
+    }
+    if let Some(url) = &a.controller {
+        let host = miso::service::client::host_of(url).map_err(anyhow::Error::msg)?;
+        let token = match &a.token_file {
+            Some(f) => Some(
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("--token-file: cannot read {}", f.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            None => None,
+        };
+        let (code, body) = miso::service::client::request(
+            &host,
+            "POST",
+            "/v1/samples",
+            token.as_deref(),
+            Some(&text),
+        )
+        .map_err(anyhow::Error::msg)?;
+        if code != 201 {
+            anyhow::bail!("controller refused the sample: HTTP {code}: {body}");
+        }
+    }
+    println!("{text}");
+    Ok(())
 }
 
 fn cmd_nvml(json_out: bool) -> Result<()> {

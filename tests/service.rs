@@ -417,3 +417,67 @@ fn models_list_predict_retrain_and_hot_swap() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn mps_profiling_collects_a_sample_and_stores_it() {
+    // Jobs report iteration times over the line protocol; here a shell loop whose iteration
+    // time depends on its MPS thread share (no GPU needed: --no-mps).
+    let dir = tmpdir("profile");
+    let s = start(&dir);
+    let job = dir.join("job.sh");
+    std::fs::write(&job, "exec 3<>/dev/tcp/$MISO_REPORT_HOST/$MISO_REPORT_PORT\nwhile true; do echo \"$MISO_JOB 0.$(( 1000 / CUDA_MPS_ACTIVE_THREAD_PERCENTAGE + 100 * MISO_JOB ))\" >&3; sleep 0.03; done\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_miso"))
+        .args([
+            "profile",
+            "--no-mps",
+            "--seconds",
+            "0.6",
+            "--controller",
+            &format!("http://{}", s.addr),
+            "--token-file",
+        ])
+        .arg(dir.join("token"))
+        .arg("--job")
+        .arg(format!("bert_train8=bash {}", job.display()))
+        .arg("--job")
+        .arg(format!("resnet_train64=bash {}", job.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rec["format"], "miso-mps-sample/1");
+    let mps: Vec<f64> = rec["slots"][0]["mps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(
+        (mps[0] - 0.10).abs() < 1e-9
+            && (mps[1] - 0.20).abs() < 1e-9
+            && (mps[2] - 0.71).abs() < 1e-9,
+        "{mps:?}"
+    );
+    assert_eq!(rec["slots"][1]["label"], "resnet_train64");
+    let (_, m) = req(&s, "GET", "/metrics", Some(TOKEN), None);
+    assert!(m.contains("miso_samples 1"), "{m}");
+    // A job that never reports is an error naming it.
+    let out = Command::new(env!("CARGO_BIN_EXE_miso"))
+        .args([
+            "profile",
+            "--no-mps",
+            "--seconds",
+            "0.3",
+            "--job",
+            "x=sleep 5",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reported no iteration"));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod client;
 pub mod loadtest;
+pub mod profile;
 pub mod store;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,251 @@
+//! MPS profiling of a co-located mix, as MISO does it: all jobs of the mix run together under
+//! one MPS daemon at each active-thread level (100/50/14 % by default); each job reports its
+//! iteration times over a line protocol; the mean latency per job and level becomes one sample
+//! in the project's format (`miso-mps-sample/1`).
+//!
+//! Line protocol: a job gets `MISO_REPORT_HOST`, `MISO_REPORT_PORT` and `MISO_JOB` (its slot) in
+//! its environment, connects over TCP and writes one line per finished iteration:
+//! `<slot> <seconds of that iteration>\n`. The first iteration of each job is dropped (warm-up).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::predictor::data::{SampleRecord, SlotRecord, SAMPLE_FORMAT};
+
+/// One job of the mix: its label (workload name) and the command that runs it.
+#[derive(Clone, Debug)]
+pub struct ProfileJob {
+    pub label: String,
+    pub command: String,
+}
+
+/// How to run the MPS daemon for one GPU.
+#[derive(Clone, Debug)]
+pub struct MpsDaemon {
+    /// `CUDA_VISIBLE_DEVICES` for the daemon (index or UUID).
+    pub device: String,
+    /// Pipe and log folders (`CUDA_MPS_PIPE_DIRECTORY`, `CUDA_MPS_LOG_DIRECTORY`).
+    pub dir: PathBuf,
+}
+
+impl MpsDaemon {
+    fn env(&self, c: &mut Command) {
+        c.env("CUDA_VISIBLE_DEVICES", &self.device)
+            .env("CUDA_MPS_PIPE_DIRECTORY", self.dir.join("pipe"))
+            .env("CUDA_MPS_LOG_DIRECTORY", self.dir.join("log"));
+    }
+
+    /// `nvidia-cuda-mps-control -d`.
+    pub fn start(&self) -> Result<(), String> {
+        std::fs::create_dir_all(self.dir.join("pipe")).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(self.dir.join("log")).map_err(|e| e.to_string())?;
+        let mut c = Command::new("nvidia-cuda-mps-control");
+        c.arg("-d");
+        self.env(&mut c);
+        let st = c
+            .status()
+            .map_err(|e| format!("cannot run nvidia-cuda-mps-control: {e}"))?;
+        if !st.success() {
+            return Err(format!("nvidia-cuda-mps-control -d exited with {st}"));
+        }
+        Ok(())
+    }
+
+    /// `echo quit | nvidia-cuda-mps-control`.
+    pub fn stop(&self) -> Result<(), String> {
+        let mut c = Command::new("nvidia-cuda-mps-control");
+        self.env(&mut c);
+        let mut child = c
+            .stdin(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run nvidia-cuda-mps-control: {e}"))?;
+        if let Some(mut i) = child.stdin.take() {
+            use std::io::Write;
+            let _ = writeln!(i, "quit");
+        }
+        child.wait().map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    fn client_env(&self, c: &mut Command) {
+        self.env(c);
+    }
+}
+
+/// Kill each job's whole process group (the job's `sh -c` and everything it started).
+fn kill_all(children: &mut [Child]) {
+    for c in children.iter_mut() {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", c.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// Run the mix at each level for `seconds` and return the sample. `mps`: the daemon to start
+/// and stop around the runs (`None`: jobs run without MPS, for tests without a GPU).
+pub fn profile_mix(
+    jobs: &[ProfileJob],
+    levels: &[u32],
+    seconds: f64,
+    mps: Option<&MpsDaemon>,
+    gpu_name: &str,
+    mix: usize,
+) -> Result<SampleRecord, String> {
+    if jobs.is_empty() || jobs.len() > crate::perf::SLOTS {
+        return Err(format!("{} jobs given: a mix has 1..=7", jobs.len()));
+    }
+    if levels.len() != 3 || levels.iter().any(|l| *l == 0 || *l > 100) {
+        return Err("three MPS levels in 1..=100 are needed (default 100,50,14)".into());
+    }
+    if let Some(d) = mps {
+        d.start()?;
+    }
+    let result: Result<Vec<[f64; 3]>, String> = (|| {
+        let mut lat = vec![[0.0f64; 3]; jobs.len()];
+        for (li, &level) in levels.iter().enumerate() {
+            let means = run_level(jobs, level, seconds, mps)?;
+            for (j, m) in means.iter().enumerate() {
+                lat[j][li] = m.ok_or_else(|| {
+                    format!(
+                        "job {} (`{}`) reported no iteration at {level}% within {seconds} s",
+                        j, jobs[j].label
+                    )
+                })?;
+            }
+        }
+        Ok(lat)
+    })();
+    if let Some(d) = mps {
+        d.stop()?;
+    }
+    let lat = result?;
+    Ok(SampleRecord {
+        format: SAMPLE_FORMAT.to_string(),
+        gpu: gpu_name.to_string(),
+        mix,
+        slots: jobs
+            .iter()
+            .zip(lat)
+            .map(|(j, l)| SlotRecord {
+                label: j.label.clone(),
+                mps: l,
+                mig: BTreeMap::new(),
+            })
+            .collect(),
+    })
+}
+
+/// One level: start every job, collect iteration times, stop them; mean latency per job.
+fn run_level(
+    jobs: &[ProfileJob],
+    level: u32,
+    seconds: f64,
+    mps: Option<&MpsDaemon>,
+) -> Result<Vec<Option<f64>>, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let samples: Arc<Mutex<Vec<Vec<f64>>>> = Arc::new(Mutex::new(vec![Vec::new(); jobs.len()]));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut children = Vec::new();
+    for (k, j) in jobs.iter().enumerate() {
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(&j.command);
+        // Its own process group, so that stopping the job stops all it started.
+        std::os::unix::process::CommandExt::process_group(&mut c, 0);
+        c.env("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE", level.to_string())
+            .env("MISO_REPORT_HOST", "127.0.0.1")
+            .env("MISO_REPORT_PORT", port.to_string())
+            .env("MISO_JOB", k.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(d) = mps {
+            d.client_env(&mut c);
+        }
+        match c.spawn() {
+            Ok(ch) => children.push(ch),
+            Err(e) => {
+                kill_all(&mut children);
+                return Err(format!("cannot start job {k} (`{}`): {e}", j.command));
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut readers = Vec::new();
+    while Instant::now() < deadline {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let samples = samples.clone();
+                let stop = stop.clone();
+                let n = jobs.len();
+                let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+                readers.push(std::thread::spawn(move || {
+                    let mut r = BufReader::new(stream);
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        match r.read_line(&mut line) {
+                            Ok(0) => break,
+                            Ok(_) => {
+                                let mut it = line.split_whitespace();
+                                let (Some(slot), Some(v)) = (
+                                    it.next().and_then(|s| s.parse::<usize>().ok()),
+                                    it.next().and_then(|s| s.parse::<f64>().ok()),
+                                ) else {
+                                    continue; // not our protocol: ignore the line
+                                };
+                                if slot < n && v.is_finite() && v > 0.0 {
+                                    if let Ok(mut s) = samples.lock() {
+                                        s[slot].push(v);
+                                    }
+                                }
+                            }
+                            Err(e)
+                                if e.kind() == std::io::ErrorKind::WouldBlock
+                                    || e.kind() == std::io::ErrorKind::TimedOut =>
+                            {
+                                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                                    break;
+                                }
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    kill_all(&mut children);
+    drop(listener);
+    for r in readers {
+        let _ = r.join();
+    }
+    let s = samples
+        .lock()
+        .map_err(|_| "sample lock poisoned".to_string())?;
+    Ok(s.iter()
+        .map(|v| {
+            let v = if v.len() > 1 { &v[1..] } else { &v[..] };
+            if v.is_empty() {
+                None
+            } else {
+                Some(v.iter().sum::<f64>() / v.len() as f64)
+            }
+        })
+        .collect())
+}
+
+/// A temporary folder for an MPS daemon of GPU `index`.
+pub fn daemon_dir(index: u32) -> PathBuf {
+    Path::new("/tmp").join(format!("miso-mps-{index}"))
+}
