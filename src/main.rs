@@ -564,15 +564,7 @@ fn run(cli: Cli) -> Result<()> {
             workers,
             json,
         } => {
-            let token = match &token_file {
-                Some(f) => Some(
-                    std::fs::read_to_string(f)
-                        .with_context(|| format!("--token-file: cannot read {}", f.display()))?
-                        .trim()
-                        .to_string(),
-                ),
-                None => None,
-            };
+            let token = read_token(&token_file)?;
             let host = miso::service::client::host_of(&url).map_err(anyhow::Error::msg)?;
             let body = r#"{"gpu":"a100-40gb","jobs":[{"id":"a","workload":"bert_train8"},{"id":"b","workload":"resnet_train64"},{"id":"c","workload":"gnn_train128"},{"id":"d","workload":"mobilenet_train64"},{"id":"e","workload":"transformer_train16"}]}"#;
             let r = miso::service::loadtest::run(
@@ -812,12 +804,26 @@ fn cmd_recommend(a: RecommendArgs) -> Result<()> {
     Ok(())
 }
 
-fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
+/// The bearer token in `--token-file`, if one was given.
+fn read_token(f: &Option<std::path::PathBuf>) -> Result<Option<String>> {
+    match f {
+        Some(f) => Ok(Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("--token-file: cannot read {}", f.display()))?
+                .trim()
+                .to_string(),
+        )),
+        None => Ok(None),
+    }
+}
+
+/// A progress bar counting `unit`s (epochs, jobs).
+fn progress(len: u64, what: &str, unit: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len);
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} epochs {elapsed} {msg}",
-        )
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{prefix:>7}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{elapsed}} {{msg}}"
+        ))
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
@@ -883,6 +889,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             let bar = progress(
                 cfg.epochs() as u64,
                 &format!("{} without {fam}", cfg.arch.name()),
+                "epochs",
             );
             let p = predictor::train(&ds, &split, &cfg, &bar)?;
             bar.finish_and_clear();
@@ -900,7 +907,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         Some(f) => ds.family_split(f)?,
         None => ds.random_split(a.val_frac, a.seed),
     };
-    let bar = progress(cfg.epochs() as u64, cfg.arch.name());
+    let bar = progress(cfg.epochs() as u64, cfg.arch.name(), "epochs");
     let p = predictor::train(&ds, &split, &cfg, &bar)?;
     bar.finish_and_clear();
     if let Some(out) = &a.out {
@@ -1060,15 +1067,7 @@ fn cmd_serve(a: ServeArgs) -> Result<()> {
 
 fn cmd_agent(a: AgentArgs) -> Result<()> {
     use miso::control::{dryrun::DryRun, nvml::NvmlControl, simulated::SimulatedGpus, GpuControl};
-    let token = match &a.token_file {
-        Some(f) => Some(
-            std::fs::read_to_string(f)
-                .with_context(|| format!("--token-file: cannot read {}", f.display()))?
-                .trim()
-                .to_string(),
-        ),
-        None => None,
-    };
+    let token = read_token(&a.token_file)?;
     let name = a.name.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/etc/hostname")
             .map(|s| s.trim().to_string())
@@ -1151,15 +1150,7 @@ fn cmd_profile(a: ProfileArgs) -> Result<()> {
     }
     if let Some(url) = &a.controller {
         let host = miso::service::client::host_of(url).map_err(anyhow::Error::msg)?;
-        let token = match &a.token_file {
-            Some(f) => Some(
-                std::fs::read_to_string(f)
-                    .with_context(|| format!("--token-file: cannot read {}", f.display()))?
-                    .trim()
-                    .to_string(),
-            ),
-            None => None,
-        };
+        let token = read_token(&a.token_file)?;
         let (code, body) = miso::service::client::request(
             &host,
             "POST",
@@ -1367,15 +1358,7 @@ fn cmd_simulate(a: SimulateArgs) -> Result<()> {
     let mut outcomes = Vec::new();
     let mut results = serde_json::Map::new();
     for p in &policies {
-        let bar = indicatif::ProgressBar::new(jobs.len() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{prefix:>7} [{bar:30}] {pos}/{len} jobs {elapsed}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(p.clone());
+        let bar = progress(jobs.len() as u64, p, "jobs");
         let (o, detail) = scenario::run_named(p, &jobs, &env, &mut |d| bar.set_position(d as u64))?;
         bar.finish_and_clear();
         let mut m = serde_json::to_value(&o.metrics)?;
