@@ -48,13 +48,22 @@ impl NvmlControl {
             .map_err(|e| ControlError::NvmlUnavailable(e.to_string()))
     }
 
-    fn device(&self, gpu: u32) -> Result<(sys::nvmlDevice_t, &'static GpuModel), ControlError> {
+    /// GPU `gpu` and miso's model for it.
+    fn known_device(
+        &self,
+        gpu: u32,
+    ) -> Result<(nvml_wrapper::Device<'_>, &'static GpuModel), ControlError> {
         let d = self
             .nvml
             .device_by_index(gpu)
             .map_err(|_| ControlError::NoSuchGpu(gpu))?;
         let name = d.name().unwrap_or_default();
         let model = find_gpu(&name).ok_or(ControlError::UnknownModel { gpu, name })?;
+        Ok((d, model))
+    }
+
+    fn device(&self, gpu: u32) -> Result<(sys::nvmlDevice_t, &'static GpuModel), ControlError> {
+        let (d, model) = self.known_device(gpu)?;
         let mode = d.mig_mode().map_err(|e| ControlError::Call {
             gpu,
             call: "nvmlDeviceGetMigMode".into(),
@@ -146,12 +155,7 @@ impl NvmlControl {
     /// Compare the catalog's profiles of GPU `gpu`'s model with the driver's profile table
     /// (works with MIG mode off; changes nothing).
     pub fn check_profiles(&self, gpu: u32) -> Result<Vec<ProfileCheck>, ControlError> {
-        let d = self
-            .nvml
-            .device_by_index(gpu)
-            .map_err(|_| ControlError::NoSuchGpu(gpu))?;
-        let name = d.name().unwrap_or_default();
-        let model = find_gpu(&name).ok_or(ControlError::UnknownModel { gpu, name })?;
+        let (d, model) = self.known_device(gpu)?;
         // SAFETY: the handle stays valid while `self.nvml` lives.
         let dev = unsafe { d.handle() };
         let lib = self.nvml.lib();

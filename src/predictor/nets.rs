@@ -134,6 +134,17 @@ pub struct NetTrain {
     pub seed: u64,
 }
 
+impl NetTrain {
+    /// The learning rate of `epoch`: stepped down to a fifth over the last third of training.
+    fn lr_at(&self, epoch: usize) -> f64 {
+        if epoch * 3 >= self.epochs * 2 {
+            self.lr * 0.2
+        } else {
+            self.lr
+        }
+    }
+}
+
 fn tensor2(data: Vec<f32>, shape: [usize; 2], device: &Device) -> Tensor<2> {
     Tensor::from_data(TensorData::new(data, shape), device)
 }
@@ -158,12 +169,7 @@ pub fn train_mlp(
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     for epoch in 0..cfg.epochs {
         order.shuffle(&mut rng);
-        // Step the learning rate down over the last third (cosine-like, kept simple).
-        let lr = if epoch * 3 >= cfg.epochs * 2 {
-            cfg.lr * 0.2
-        } else {
-            cfg.lr
-        };
+        let lr = cfg.lr_at(epoch);
         let mut total = 0.0f32;
         for chunk in order.chunks(cfg.batch) {
             let mut bx = Vec::with_capacity(chunk.len() * d);
@@ -213,11 +219,7 @@ pub fn train_unet(x: &[f32], t: &[f32], m: &[f32], cfg: &NetTrain, bar: &Progres
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     for epoch in 0..cfg.epochs {
         order.shuffle(&mut rng);
-        let lr = if epoch * 3 >= cfg.epochs * 2 {
-            cfg.lr * 0.2
-        } else {
-            cfg.lr
-        };
+        let lr = cfg.lr_at(epoch);
         let mut total = 0.0f32;
         for chunk in order.chunks(cfg.batch) {
             let b = chunk.len();
