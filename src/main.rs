@@ -214,6 +214,17 @@ struct AgentArgs {
     /// Simulated backend: milliseconds each create/destroy takes.
     #[arg(long, default_value_t = 0)]
     step_delay_ms: u64,
+    /// Simulated backend: inject a fault at the k-th create/destroy of this run:
+    /// fail:K (NVML error), hang:K (timeout), crash:K (the agent dies right after the call,
+    /// like a SIGKILL). Repeatable.
+    #[arg(long = "sim-fault")]
+    sim_faults: Vec<String>,
+    /// Where the agent keeps its job state, job logs and checkpoint folders.
+    #[arg(long, default_value = "miso-agent")]
+    state_dir: std::path::PathBuf,
+    /// Seconds a job gets to checkpoint after SIGTERM before it is killed.
+    #[arg(long, default_value_t = 30.0)]
+    checkpoint_grace_s: f64,
     /// Milliseconds between reconcile passes.
     #[arg(long, default_value_t = 2000)]
     interval_ms: u64,
@@ -247,9 +258,18 @@ struct ProfileArgs {
     /// GPU model name recorded in the sample when NVML cannot tell.
     #[arg(long, default_value = "a100-40gb")]
     gpu: String,
+    /// With MIG on: the instance the mix runs on under MPS, e.g. 7g.40gb@0 (MISO profiles on
+    /// the whole-GPU instance). Without it the daemon serves the whole GPU (MIG off).
+    #[arg(long)]
+    instance: Option<String>,
     /// Run the jobs without starting an MPS daemon (tests without a GPU).
     #[arg(long)]
     no_mps: bool,
+    /// The controller's ids of the profiled jobs, one per --job in order (`-` for a slot that
+    /// is no controller job). The sample is then stored with them, and the controller predicts
+    /// these jobs' MIG speeds from it when it plans their GPU.
+    #[arg(long, value_delimiter = ',')]
+    for_jobs: Vec<String>,
     /// Mix number recorded in the sample.
     #[arg(long, default_value_t = 0)]
     mix: usize,
@@ -1082,6 +1102,10 @@ fn cmd_agent(a: AgentArgs) -> Result<()> {
                 None => SimulatedGpus::new(model, a.sim_gpus),
             };
             s.step_delay = std::time::Duration::from_millis(a.step_delay_ms);
+            for f in &a.sim_faults {
+                s.faults
+                    .push(parse_fault(f).with_context(|| format!("--sim-fault {f}"))?);
+            }
             Box::new(s)
         }
         BackendArg::DryRun => Box::new(DryRun::new(model, vec![Layout::empty(); a.sim_gpus])),
@@ -1094,13 +1118,33 @@ fn cmd_agent(a: AgentArgs) -> Result<()> {
         name,
         interval: std::time::Duration::from_millis(a.interval_ms.max(10)),
         once: a.once,
+        state_dir: a.state_dir.clone(),
+        grace: std::time::Duration::try_from_secs_f64(a.checkpoint_grace_s)
+            .map_err(|_| anyhow::anyhow!("--checkpoint-grace-s: must be a non-negative number"))?,
     };
     miso::service::agent::run(&cfg, ctl.as_mut(), &mut |m| eprintln!("agent: {m}"))
         .map_err(anyhow::Error::msg)
 }
 
+/// `fail:K`, `hang:K` or `crash:K`.
+fn parse_fault(f: &str) -> Result<miso::control::simulated::Fault> {
+    use miso::control::simulated::Fault;
+    let (kind, k) = f.split_once(':').context("expected KIND:K, e.g. crash:3")?;
+    let k: u64 = k
+        .parse()
+        .ok()
+        .filter(|k| *k > 0)
+        .context("K: expected a call number from 1")?;
+    Ok(match kind {
+        "fail" => Fault::FailCall(k),
+        "hang" => Fault::HangCall(k),
+        "crash" => Fault::Crash(k),
+        _ => anyhow::bail!("KIND: `{kind}` (fail, hang or crash)"),
+    })
+}
+
 fn cmd_profile(a: ProfileArgs) -> Result<()> {
-    use miso::service::profile::{daemon_dir, profile_mix, MpsDaemon, ProfileJob};
+    use miso::service::profile::{profile_mix, ProfileJob};
     let jobs = a
         .jobs
         .iter()
@@ -1131,19 +1175,38 @@ fn cmd_profile(a: ProfileArgs) -> Result<()> {
             .unwrap_or_else(|| a.gpu.clone()),
         Err(_) => gpu::gpu(&a.gpu)?.name.to_string(),
     };
-    let daemon = MpsDaemon {
-        device: a.gpu_index.to_string(),
-        dir: daemon_dir(a.gpu_index),
+    if !a.for_jobs.is_empty() && a.for_jobs.len() != jobs.len() {
+        anyhow::bail!(
+            "--for-jobs: {} ids for {} --job options (one per job, `-` for none)",
+            a.for_jobs.len(),
+            jobs.len()
+        );
+    }
+    let mut nvml = if a.no_mps {
+        None
+    } else {
+        Some(miso::control::nvml::NvmlControl::new()?)
     };
-    let rec = profile_mix(
-        &jobs,
-        &a.levels,
-        a.seconds,
-        if a.no_mps { None } else { Some(&daemon) },
-        &gpu_name,
-        a.mix,
-    )
-    .map_err(anyhow::Error::msg)?;
+    let instance = match &a.instance {
+        None => None,
+        Some(l) => {
+            let model = gpu::gpu(&a.gpu)?;
+            match gpu::Layout::parse(model, l)
+                .context("--instance")?
+                .instances()
+            {
+                [i] => Some(*i),
+                _ => anyhow::bail!("--instance: expected one instance, e.g. 7g.40gb@0"),
+            }
+        }
+    };
+    let target = nvml.as_mut().map(|n| miso::service::profile::MpsTarget {
+        ctl: n,
+        gpu: a.gpu_index,
+        instance,
+    });
+    let rec = profile_mix(&jobs, &a.levels, a.seconds, target, &gpu_name, a.mix)
+        .map_err(anyhow::Error::msg)?;
     let text = serde_json::to_string(&rec)?;
     if let Some(o) = &a.out {
         std::fs::write(o, &text).with_context(|| format!("cannot write {}", o.display()))?;
@@ -1151,12 +1214,27 @@ fn cmd_profile(a: ProfileArgs) -> Result<()> {
     if let Some(url) = &a.controller {
         let host = miso::service::client::host_of(url).map_err(anyhow::Error::msg)?;
         let token = read_token(&a.token_file)?;
+        let mut v = serde_json::to_value(&rec)?;
+        if !a.for_jobs.is_empty() {
+            let ids: Vec<serde_json::Value> = a
+                .for_jobs
+                .iter()
+                .map(|j| {
+                    if j == "-" {
+                        serde_json::Value::Null
+                    } else {
+                        json!(j)
+                    }
+                })
+                .collect();
+            v["jobs"] = json!(ids);
+        }
         let (code, body) = miso::service::client::request(
             &host,
             "POST",
             "/v1/samples",
             token.as_deref(),
-            Some(&text),
+            Some(&v.to_string()),
         )
         .map_err(anyhow::Error::msg)?;
         if code != 201 {

@@ -256,6 +256,8 @@ fn agent(s: &Server, dir: &std::path::Path, extra: &[&str]) -> Child {
         .arg(dir.join("token"))
         .arg("--sim-state")
         .arg(dir.join("gpus.json"))
+        .arg("--state-dir")
+        .arg(dir.join("agent"))
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -479,5 +481,339 @@ fn mps_profiling_collects_a_sample_and_stores_it() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("reported no iteration"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Poll `f` every 100 ms for up to 30 s.
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let t = std::time::Instant::now();
+    while t.elapsed() < std::time::Duration::from_secs(30) {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
+}
+
+/// The agent's report for GPU 0: job id → (instance, pid, starts, state).
+fn reported_jobs(s: &Server) -> std::collections::BTreeMap<String, (String, u64, u64, String)> {
+    let (_, st) = req(s, "GET", "/v1/state", Some(TOKEN), None);
+    let st = json(&st);
+    let mut out = std::collections::BTreeMap::new();
+    for g in st["gpus"].as_array().unwrap() {
+        for j in g["report"]["jobs"].as_array().into_iter().flatten() {
+            out.insert(
+                j["id"].as_str().unwrap().to_string(),
+                (
+                    j["instance"].as_str().unwrap().to_string(),
+                    j["pid"].as_u64().unwrap_or(0),
+                    j["starts"].as_u64().unwrap_or(0),
+                    j["state"].as_str().unwrap().to_string(),
+                ),
+            );
+        }
+    }
+    out
+}
+
+/// job id → instance of a plan reply.
+fn assignment(plan: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
+    plan["layout"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| !i["job"].is_null())
+        .map(|i| {
+            (
+                i["job"].as_str().unwrap().to_string(),
+                format!("{}@{}", i["profile"].as_str().unwrap(), i["start"]),
+            )
+        })
+        .collect()
+}
+
+/// A job that counts steps every 50 ms up to $1, logs its starts, and on SIGTERM saves its step
+/// to $MISO_CHECKPOINT_DIR and exits (the checkpoint protocol); it resumes from that step.
+fn job_script(dir: &std::path::Path) -> std::path::PathBuf {
+    let p = dir.join("job.sh");
+    std::fs::write(
+        &p,
+        format!(
+            "LOG={}\nstep=$(cat \"$MISO_CHECKPOINT_DIR/step\" 2>/dev/null || echo 0)\n\
+             echo \"start $MISO_JOB $MISO_INSTANCE $CUDA_VISIBLE_DEVICES restart=$MISO_RESTART step=$step\" >> $LOG\n\
+             trap 'echo $step > \"$MISO_CHECKPOINT_DIR/step\"; echo \"checkpoint $MISO_JOB $step\" >> $LOG; exit 0' TERM\n\
+             while [ $step -lt $1 ]; do step=$((step+1)); sleep 0.05; done\n",
+            dir.join("jobs.log").display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn jobs_profiled_planned_run_checkpointed_moved_finished_and_restarted() {
+    let dir = tmpdir("jobs");
+    let s = start(&dir);
+    let script = job_script(&dir);
+    let cmd = |n: u32| format!("bash {} {n}", script.display());
+    assert_eq!(agent(&s, &dir, &["--once"]).wait().unwrap().code(), Some(0));
+    // x has no speeds: it is profiled; y is a catalog workload.
+    let submit =
+        |b: serde_json::Value| req(&s, "POST", "/v1/jobs", Some(TOKEN), Some(&b.to_string())).0;
+    assert_eq!(
+        submit(serde_json::json!({"id": "x", "command": cmd(100000)})),
+        201
+    );
+    assert_eq!(
+        submit(
+            serde_json::json!({"id": "y", "workload": "resnet_train64", "command": cmd(100000)})
+        ),
+        201
+    );
+    assert_eq!(
+        submit(serde_json::json!({"id": "bad id", "command": "true"})),
+        400
+    );
+    let plan = |ids: &str| {
+        req(
+            &s,
+            "POST",
+            "/v1/nodes/n1/gpus/0/plan",
+            Some(TOKEN),
+            Some(&format!(r#"{{"jobs":{ids}}}"#)),
+        )
+    };
+    let (c, b) = plan(r#"["x","y"]"#);
+    assert_eq!(c, 409, "x needs a profiling sample first: {b}");
+    assert!(b.contains("profile it"), "{b}");
+    // Profiling sample for x (slot 0) through `miso profile --for-jobs`.
+    let rep = dir.join("report.sh");
+    std::fs::write(&rep, "exec 3<>/dev/tcp/$MISO_REPORT_HOST/$MISO_REPORT_PORT\nwhile true; do echo \"$MISO_JOB 0.$(( 1000 / CUDA_MPS_ACTIVE_THREAD_PERCENTAGE + 100 * MISO_JOB ))\" >&3; sleep 0.03; done\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_miso"))
+        .args([
+            "profile",
+            "--no-mps",
+            "--seconds",
+            "0.5",
+            "--for-jobs",
+            "x,-",
+            "--controller",
+            &format!("http://{}", s.addr),
+            "--token-file",
+        ])
+        .arg(dir.join("token"))
+        .arg("--job")
+        .arg(format!("bert_train8=bash {}", rep.display()))
+        .arg("--job")
+        .arg(format!("resnet_train64=bash {}", rep.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Recommendation applied: the plan becomes the GPU's desired state.
+    let (c, b) = plan(r#"["x","y"]"#);
+    assert_eq!(c, 201, "{b}");
+    let p1 = json(&b);
+    assert_eq!(
+        p1["speeds"][0]["source"]["slot"], 0,
+        "x's speeds predicted from its sample"
+    );
+    assert_eq!(p1["speeds"][1]["source"]["given"], true);
+    let a1 = assignment(&p1);
+    assert_eq!(a1.len(), 2);
+    let (_, jobs) = req(&s, "GET", "/v1/jobs", Some(TOKEN), None);
+    assert_eq!(json(&jobs)[0]["state"], "running");
+    // The agent applies it and starts both jobs on their instances.
+    let mut a = agent(
+        &s,
+        &dir,
+        &["--interval-ms", "100", "--checkpoint-grace-s", "5"],
+    );
+    wait_for("x and y running where planned", || {
+        let r = reported_jobs(&s);
+        a1.iter()
+            .all(|(id, inst)| r.get(id).is_some_and(|j| &j.0 == inst && j.3 == "running"))
+    });
+    let log = std::fs::read_to_string(dir.join("jobs.log")).unwrap();
+    assert!(
+        log.contains(&format!("start x {} MIG-sim-0000-", a1["x"])),
+        "{log}"
+    );
+    // A third job: the layout changes; jobs whose instance goes are checkpointed and restarted
+    // on their new instance with MISO_RESTART=1; z finishes on its own after ~1 s.
+    assert_eq!(
+        submit(serde_json::json!({"id": "z", "workload": "bert_train8", "command": cmd(20)})),
+        201
+    );
+    let (c, b) = plan(r#"["x","y","z"]"#);
+    assert_eq!(c, 201, "{b}");
+    let a2 = assignment(&json(&b));
+    let moved: Vec<&String> = a1.keys().filter(|id| a1[*id] != a2[*id]).collect();
+    assert!(
+        !moved.is_empty(),
+        "three jobs need a new layout: {a1:?} → {a2:?}"
+    );
+    wait_for("x, y, z where the second plan put them", || {
+        let r = reported_jobs(&s);
+        a2.iter()
+            .all(|(id, inst)| r.get(id).is_some_and(|j| &j.0 == inst))
+    });
+    let log = std::fs::read_to_string(dir.join("jobs.log")).unwrap();
+    for id in &moved {
+        assert!(
+            log.contains(&format!("checkpoint {id} ")),
+            "{id} checkpointed: {log}"
+        );
+        assert!(
+            log.contains(&format!("start {id} {} MIG-sim-0000-", a2[*id])),
+            "{log}"
+        );
+        let restart = log
+            .lines()
+            .filter(|l| l.starts_with(&format!("start {id} ")))
+            .last()
+            .unwrap();
+        assert!(
+            restart.contains("restart=1") && !restart.contains("step=0"),
+            "resumed: {restart}"
+        );
+    }
+    // z exits 0: the agent reports it finished; the controller re-plans x and y.
+    wait_for("z finished and x, y re-planned", || {
+        let (_, j) = req(&s, "GET", "/v1/jobs", Some(TOKEN), None);
+        let j = json(&j);
+        let z = j
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["id"] == "z")
+            .unwrap();
+        let (_, d) = req(&s, "GET", "/v1/nodes/n1/desired", Some(TOKEN), None);
+        z["state"] == "finished" && json(&d)[0]["jobs"].as_array().unwrap().len() == 2
+    });
+    // x's process is lost (SIGKILL): the agent restarts it from its checkpoint.
+    let before = reported_jobs(&s)["x"].clone();
+    Command::new("kill")
+        .args(["-KILL", &before.1.to_string()])
+        .status()
+        .unwrap();
+    wait_for("x restarted after its loss", || {
+        reported_jobs(&s)
+            .get("x")
+            .is_some_and(|j| j.2 > before.2 && j.1 != before.1 && j.3 == "running")
+    });
+    let (_, st) = req(&s, "GET", "/v1/state", Some(TOKEN), None);
+    let g = miso::gpu::gpu("a100-40gb").unwrap();
+    let layout = json(&st)["gpus"][0]["report"]["layout"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(miso::gpu::parse_valid_layout(g, &layout).is_ok());
+    a.kill().unwrap();
+    a.wait().unwrap();
+    // The jobs outlive the agent (own process groups); clean them up.
+    for (_, (_, pid, _, _)) in reported_jobs(&s) {
+        Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .status()
+            .unwrap();
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn agent_lost_at_every_step_of_a_plan_converges_with_its_jobs() {
+    // Lose the process: the simulated GPU kills the agent right after its k-th NVML call took
+    // effect. Each run gets one call further; every layout in between is valid, and in the end
+    // the GPU has the planned layout with every job running once on its planned instance.
+    let dir = tmpdir("crash");
+    let s = start(&dir);
+    let script = job_script(&dir);
+    assert_eq!(agent(&s, &dir, &["--once"]).wait().unwrap().code(), Some(0));
+    let speeds = |x: f64| serde_json::json!({"1g.5gb": 0.2 * x, "2g.10gb": 0.35 * x, "3g.20gb": 0.5, "4g.20gb": 0.6, "7g.40gb": 1.0});
+    for (id, x) in [("a", 1.0), ("b", 1.2), ("c", 0.8)] {
+        let b = serde_json::json!({"id": id, "speeds": speeds(x), "command": format!("bash {} 100000", script.display())});
+        assert_eq!(
+            req(&s, "POST", "/v1/jobs", Some(TOKEN), Some(&b.to_string())).0,
+            201
+        );
+    }
+    let g = miso::gpu::gpu("a100-40gb").unwrap();
+    let mut crashes = 0;
+    for ids in [r#"["a","b"]"#, r#"["a","b","c"]"#, r#"["c"]"#] {
+        let (c, b) = req(
+            &s,
+            "POST",
+            "/v1/nodes/n1/gpus/0/plan",
+            Some(TOKEN),
+            Some(&format!(r#"{{"jobs":{ids}}}"#)),
+        );
+        assert_eq!(c, 201, "{b}");
+        let want = assignment(&json(&b));
+        let mut runs = 0;
+        loop {
+            runs += 1;
+            assert!(runs < 20, "does not converge");
+            let code = agent(
+                &s,
+                &dir,
+                &[
+                    "--once",
+                    "--sim-fault",
+                    "crash:1",
+                    "--checkpoint-grace-s",
+                    "5",
+                ],
+            )
+            .wait()
+            .unwrap()
+            .code();
+            let now: Vec<String> = serde_json::from_str(
+                &std::fs::read_to_string(dir.join("gpus.json")).unwrap_or("[\"empty\"]".into()),
+            )
+            .unwrap();
+            assert!(
+                miso::gpu::parse_valid_layout(g, &now[0]).is_ok(),
+                "valid after a crash: {}",
+                now[0]
+            );
+            if code == Some(137) {
+                crashes += 1;
+                continue;
+            }
+            assert_eq!(code, Some(0));
+            break;
+        }
+        let r = reported_jobs(&s);
+        assert_eq!(r.len(), want.len(), "{r:?} vs {want:?}");
+        for (id, inst) in &want {
+            assert_eq!(&r[id].0, inst, "{id}");
+        }
+    }
+    assert!(
+        crashes >= 3,
+        "the plans made NVML calls ({crashes} crashes)"
+    );
+    // Each job runs exactly once (no duplicates left by the crashes).
+    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    let n = String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .filter(|l| l.starts_with("bash ") && l.contains(&script.display().to_string()))
+        .count();
+    assert_eq!(n, 1, "only c is left running");
+    for (_, (_, pid, _, _)) in reported_jobs(&s) {
+        Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .status()
+            .unwrap();
+    }
     std::fs::remove_dir_all(&dir).ok();
 }

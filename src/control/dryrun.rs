@@ -5,7 +5,7 @@ use crate::gpu::{GpuModel, Instance, Layout};
 
 use super::nvml::ci_profile_index;
 use super::simulated::SimulatedGpus;
-use super::{ControlError, GpuControl, GpuInfo, GpuProcess};
+use super::{ControlError, GpuControl, GpuInfo, GpuProcess, Mps};
 
 /// Prints nothing itself: `calls` holds one line per NVML call.
 pub struct DryRun {
@@ -62,5 +62,35 @@ impl GpuControl for DryRun {
 
     fn processes(&mut self, gpu: u32) -> Result<Vec<GpuProcess>, ControlError> {
         self.inner.processes(gpu)
+    }
+
+    fn device_id(&mut self, gpu: u32, inst: Option<Instance>) -> Result<String, ControlError> {
+        let id = self.inner.device_id(gpu, inst)?;
+        self.calls.push(match inst {
+            None => format!("nvmlDeviceGetUUID(device={gpu})"),
+            Some(i) => format!(
+                "nvmlDeviceGetMigDeviceHandleByIndex(device={gpu}, i) for each i; the one whose nvmlDeviceGetGpuInstanceId = id of {} -> nvmlDeviceGetUUID",
+                i.label(self.inner.model)
+            ),
+        });
+        Ok(id)
+    }
+
+    fn start_mps(&mut self, gpu: u32, inst: Option<Instance>) -> Result<Mps, ControlError> {
+        let m = self.inner.start_mps(gpu, inst)?;
+        let env: Vec<String> = m.env().iter().map(|(k, v)| format!("{k}={v}")).collect();
+        self.calls
+            .push(format!("{} nvidia-cuda-mps-control -d", env.join(" ")));
+        Ok(m)
+    }
+
+    fn stop_mps(&mut self, mps: &Mps) -> Result<(), ControlError> {
+        self.inner.stop_mps(mps)?;
+        let env: Vec<String> = mps.env().iter().map(|(k, v)| format!("{k}={v}")).collect();
+        self.calls.push(format!(
+            "echo quit | {} nvidia-cuda-mps-control",
+            env.join(" ")
+        ));
+        Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! Driving real GPUs: the `GpuControl` trait (list GPUs, read MIG mode and the placed layout,
-//! create/destroy instances at a placement, list processes per instance) with three backends:
+//! create/destroy instances at a placement, name an instance for `CUDA_VISIBLE_DEVICES`,
+//! start/stop MPS, list processes per instance) with three backends:
 //! NVML (`nvml.rs`), an in-memory simulated GPU with fault injection (`simulated.rs`) and a
 //! dry run that prints the exact NVML calls a plan would make (`dryrun.rs`). Applying a layout
 //! diff step by step keeps the GPU valid after every step, so a failure part-way leaves a valid
@@ -8,12 +9,15 @@
 //! Depends on `gpu` only; never decides what layout to have.
 
 pub mod dryrun;
+pub mod mps;
 pub mod nvml;
 pub mod simulated;
 
 use serde::Serialize;
 
 use crate::gpu::{GpuModel, Instance, Layout, LayoutDiff};
+
+pub use mps::Mps;
 
 /// One GPU as a backend sees it.
 #[derive(Clone, Debug, Serialize)]
@@ -79,6 +83,16 @@ pub trait GpuControl {
     fn destroy(&mut self, gpu: u32, inst: Instance) -> Result<(), ControlError>;
     /// Processes on `gpu` and the instance each runs on.
     fn processes(&mut self, gpu: u32) -> Result<Vec<GpuProcess>, ControlError>;
+    /// What a process puts in `CUDA_VISIBLE_DEVICES` to run on `inst` of `gpu` (the MIG
+    /// device UUID), or on the whole GPU when `inst` is `None`.
+    fn device_id(&mut self, gpu: u32, inst: Option<Instance>) -> Result<String, ControlError>;
+    /// Start an MPS control daemon for `gpu` (MIG off) or for one of its instances.
+    fn start_mps(&mut self, gpu: u32, inst: Option<Instance>) -> Result<Mps, ControlError>;
+    /// Stop a daemon `start_mps` started.
+    fn stop_mps(&mut self, mps: &Mps) -> Result<(), ControlError>;
+    /// The caller started process `pid` on `inst`. The driver sees such processes by itself
+    /// once they open a CUDA context (NVML ignores this); the simulated GPU records it.
+    fn started(&mut self, _gpu: u32, _inst: Instance, _pid: u32) {}
 }
 
 /// How far an application of a diff got.

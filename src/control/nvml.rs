@@ -10,7 +10,7 @@ use nvml_wrapper_sys::bindings as sys;
 
 use crate::gpu::{find_gpu, GpuModel, Instance, Layout};
 
-use super::{ControlError, GpuControl, GpuInfo, GpuProcess};
+use super::{ControlError, GpuControl, GpuInfo, GpuProcess, Mps};
 
 /// `NVML_COMPUTE_INSTANCE_PROFILE_*` for a compute instance spanning `slices` compute slices.
 pub fn ci_profile_index(slices: u8) -> u32 {
@@ -324,6 +324,74 @@ impl GpuControl for NvmlControl {
                 lib.nvmlGpuInstanceDestroy(gi),
             )
         }
+    }
+
+    fn device_id(&mut self, gpu: u32, inst: Option<Instance>) -> Result<String, ControlError> {
+        let call = |c: &str, e: nvml_wrapper::error::NvmlError| ControlError::Call {
+            gpu,
+            call: c.into(),
+            reason: e.to_string(),
+        };
+        let Some(inst) = inst else {
+            let d = self
+                .nvml
+                .device_by_index(gpu)
+                .map_err(|_| ControlError::NoSuchGpu(gpu))?;
+            return d.uuid().map_err(|e| call("nvmlDeviceGetUUID", e));
+        };
+        let (dev, model) = self.device(gpu)?;
+        let label = inst.label(model);
+        let lib = self.nvml.lib();
+        // The GPU-instance id of the placed instance ...
+        let gi = self
+            .instances(gpu, dev, model, inst.profile as usize)?
+            .into_iter()
+            .find(|(start, _)| *start == inst.start)
+            .map(|(_, gi)| gi)
+            .ok_or_else(|| ControlError::Call {
+                gpu,
+                call: format!("nvmlDeviceGetGpuInstances({label})"),
+                reason: "NVML_ERROR_NOT_FOUND".into(),
+            })?;
+        // SAFETY: `gi` is a live handle; `info` a plain C struct NVML fills.
+        let mut info: sys::nvmlGpuInstanceInfo_t = unsafe { mem::zeroed() };
+        ok(gpu, "nvmlGpuInstanceGetInfo", unsafe {
+            lib.nvmlGpuInstanceGetInfo(gi, &mut info)
+        })?;
+        // ... and the MIG device whose GPU-instance id it is.
+        let d = self
+            .nvml
+            .device_by_index(gpu)
+            .map_err(|_| ControlError::NoSuchGpu(gpu))?;
+        let n = d
+            .mig_device_count()
+            .map_err(|e| call("nvmlDeviceGetMaxMigDeviceCount", e))?;
+        for i in 0..n {
+            let Ok(m) = d.mig_device_by_index(i) else {
+                continue; // an unused MIG device slot
+            };
+            let mut id: u32 = 0;
+            // SAFETY: `m`'s handle is live while `self.nvml` lives.
+            let r = unsafe { lib.nvmlDeviceGetGpuInstanceId(m.handle(), &mut id) };
+            if r == sys::nvmlReturn_enum_NVML_SUCCESS && id == info.id {
+                return m.uuid().map_err(|e| call("nvmlDeviceGetUUID", e));
+            }
+        }
+        Err(ControlError::Call {
+            gpu,
+            call: format!("nvmlDeviceGetMigDeviceHandleByIndex({label})"),
+            reason: format!("no MIG device has GPU instance id {}", info.id),
+        })
+    }
+
+    fn start_mps(&mut self, gpu: u32, inst: Option<Instance>) -> Result<Mps, ControlError> {
+        let m = Mps::new(gpu, inst, self.device_id(gpu, inst)?);
+        m.start_daemon()?;
+        Ok(m)
+    }
+
+    fn stop_mps(&mut self, mps: &Mps) -> Result<(), ControlError> {
+        mps.stop_daemon()
     }
 
     fn processes(&mut self, gpu: u32) -> Result<Vec<GpuProcess>, ControlError> {

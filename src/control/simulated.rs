@@ -1,11 +1,12 @@
 //! An in-memory MIG GPU that enforces the same placement rules as the hardware, with fault
-//! injection for tests: fail the k-th call, hang (report a timeout), lose a process.
+//! injection for tests: fail the k-th call, hang (report a timeout), lose the calling process
+//! (it dies right after the k-th call took effect, as an agent killed mid-plan does).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::gpu::{GpuModel, Instance, Layout};
 
-use super::{ControlError, GpuControl, GpuInfo, GpuProcess};
+use super::{ControlError, GpuControl, GpuInfo, GpuProcess, Mps};
 
 /// A fault to inject.
 #[derive(Clone, Debug, PartialEq)]
@@ -14,6 +15,18 @@ pub enum Fault {
     FailCall(u64),
     /// The k-th mutating call hangs: it reports a timeout and has no effect.
     HangCall(u64),
+    /// Lose the process: the k-th mutating call takes effect (and is persisted), then the
+    /// calling process exits at once with status 137, like a SIGKILL, before it can report.
+    Crash(u64),
+}
+
+/// Exit status of a process lost by [`Fault::Crash`].
+pub const CRASH_EXIT: i32 = 137;
+
+/// Whether process `pid` still exists (signal 0 checks without sending anything).
+pub fn alive(pid: u32) -> bool {
+    // SAFETY: kill(2) with signal 0 only checks that the pid exists.
+    pid > 0 && unsafe { libc::kill(pid as libc::pid_t, 0) } == 0
 }
 
 /// Simulated GPUs of one model.
@@ -23,6 +36,12 @@ pub struct SimulatedGpus {
     pub mig_enabled: Vec<bool>,
     /// Processes: (gpu, pid) → instance.
     pub procs: BTreeMap<(u32, u32), Instance>,
+    /// Processes the caller reported through `started`: real pids, forgotten once they exit
+    /// (as the driver forgets a process that ended).
+    watched: BTreeSet<(u32, u32)>,
+    /// Running MPS daemons: (gpu, instance).
+    pub mps: BTreeSet<(u32, Option<Instance>)>,
+    crash_after: bool,
     pub faults: Vec<Fault>,
     calls: u64,
     /// Every mutating call, in order, for tests.
@@ -40,6 +59,9 @@ impl SimulatedGpus {
             layouts: vec![Layout::empty(); n],
             mig_enabled: vec![true; n],
             procs: BTreeMap::new(),
+            watched: BTreeSet::new(),
+            mps: BTreeSet::new(),
+            crash_after: false,
             faults: Vec::new(),
             calls: 0,
             log: Vec::new(),
@@ -93,6 +115,27 @@ impl SimulatedGpus {
         self.procs.remove(&(gpu, pid));
     }
 
+    /// Forget watched processes that have exited.
+    fn prune(&mut self) {
+        let dead: Vec<(u32, u32)> = self
+            .watched
+            .iter()
+            .copied()
+            .filter(|(_, pid)| !alive(*pid))
+            .collect();
+        for k in dead {
+            self.watched.remove(&k);
+            self.procs.remove(&k);
+        }
+    }
+
+    /// After a call took effect: die here if the call was to lose the process.
+    fn maybe_crash(&self) {
+        if self.crash_after {
+            std::process::exit(CRASH_EXIT);
+        }
+    }
+
     fn check(&self, gpu: u32) -> Result<usize, ControlError> {
         let g = gpu as usize;
         if g >= self.layouts.len() {
@@ -109,21 +152,23 @@ impl SimulatedGpus {
             std::thread::sleep(self.step_delay);
         }
         self.calls += 1;
+        self.crash_after = false;
         let k = self.calls;
-        for f in &self.faults {
+        for f in self.faults.clone() {
             match f {
-                Fault::FailCall(n) if *n == k => {
+                Fault::FailCall(n) if n == k => {
                     return Err(ControlError::Call {
                         gpu: 0,
                         call: call.into(),
                         reason: format!("injected failure (call {k})"),
                     })
                 }
-                Fault::HangCall(n) if *n == k => {
+                Fault::HangCall(n) if n == k => {
                     return Err(ControlError::Timeout(format!(
                         "{call} (injected hang, call {k})"
                     )))
                 }
+                Fault::Crash(n) if n == k => self.crash_after = true,
                 _ => {}
             }
         }
@@ -166,6 +211,7 @@ impl GpuControl for SimulatedGpus {
         self.layouts[g] = next;
         self.persist();
         self.log.push(format!("gpu{gpu} create {label}"));
+        self.maybe_crash();
         Ok(())
     }
 
@@ -180,6 +226,14 @@ impl GpuControl for SimulatedGpus {
                 reason: "NVML_ERROR_NOT_FOUND".into(),
             });
         }
+        if self.mps.contains(&(gpu, Some(inst))) {
+            return Err(ControlError::Call {
+                gpu,
+                call: format!("nvmlGpuInstanceDestroy({label})"),
+                reason: "NVML_ERROR_IN_USE (an MPS daemon serves it)".into(),
+            });
+        }
+        self.prune();
         if let Some((&(_, pid), _)) = self
             .procs
             .iter()
@@ -200,11 +254,13 @@ impl GpuControl for SimulatedGpus {
         self.layouts[g] = Layout::new(v);
         self.persist();
         self.log.push(format!("gpu{gpu} destroy {label}"));
+        self.maybe_crash();
         Ok(())
     }
 
     fn processes(&mut self, gpu: u32) -> Result<Vec<GpuProcess>, ControlError> {
         self.check(gpu)?;
+        self.prune();
         Ok(self
             .procs
             .iter()
@@ -214,5 +270,52 @@ impl GpuControl for SimulatedGpus {
                 instance: Some(*i),
             })
             .collect())
+    }
+
+    fn device_id(&mut self, gpu: u32, inst: Option<Instance>) -> Result<String, ControlError> {
+        let Some(inst) = inst else {
+            if (gpu as usize) < self.layouts.len() {
+                return Ok(format!("GPU-sim-{gpu:04}"));
+            }
+            return Err(ControlError::NoSuchGpu(gpu));
+        };
+        let g = self.check(gpu)?;
+        if !self.layouts[g].instances().contains(&inst) {
+            return Err(ControlError::Call {
+                gpu,
+                call: format!("nvmlDeviceGetGpuInstances({})", inst.label(self.model)),
+                reason: "NVML_ERROR_NOT_FOUND".into(),
+            });
+        }
+        Ok(format!("MIG-sim-{gpu:04}-{}-{}", inst.profile, inst.start))
+    }
+
+    /// Records the daemon (no process is started: there is no GPU to serve).
+    fn start_mps(&mut self, gpu: u32, inst: Option<Instance>) -> Result<Mps, ControlError> {
+        let device = self.device_id(gpu, inst)?;
+        if !self.mps.insert((gpu, inst)) {
+            return Err(ControlError::Call {
+                gpu,
+                call: "nvidia-cuda-mps-control -d".into(),
+                reason: format!("an MPS daemon already serves {device}"),
+            });
+        }
+        Ok(Mps::new(gpu, inst, device))
+    }
+
+    fn stop_mps(&mut self, mps: &Mps) -> Result<(), ControlError> {
+        if !self.mps.remove(&(mps.gpu, mps.instance)) {
+            return Err(ControlError::Call {
+                gpu: mps.gpu,
+                call: "echo quit | nvidia-cuda-mps-control".into(),
+                reason: format!("no MPS daemon serves {}", mps.device),
+            });
+        }
+        Ok(())
+    }
+
+    fn started(&mut self, gpu: u32, inst: Instance, pid: u32) {
+        self.procs.insert((gpu, pid), inst);
+        self.watched.insert((gpu, pid));
     }
 }

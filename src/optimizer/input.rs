@@ -12,7 +12,8 @@ use super::{restart_s_for_model, OptError, OptJob, DEFAULT_RESTART_S};
 
 /// One job of `jobs.json`: `{"id": "a", "workload": "bert_train8"}` or
 /// `{"id": "b", "speeds": {"3g.20gb": 0.55, "7g.40gb": 1.0}, "memory_mb": 9000}`, with optional
-/// `remaining_s`, `instance` (where it runs now, e.g. `3g.20gb@4`) and `restart_s`.
+/// `remaining_s`, `instance` (where it runs now, e.g. `3g.20gb@4`) and `restart_s`. `command`
+/// is how the node agent runs the job (`sh -c`); the optimizer ignores it.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
@@ -31,6 +32,8 @@ pub struct JobSpec {
     pub instance: Option<String>,
     #[serde(default)]
     pub restart_s: Option<f64>,
+    #[serde(default)]
+    pub command: Option<String>,
 }
 
 fn bad(field: String, reason: impl Into<String>) -> OptError {

@@ -1,16 +1,20 @@
 //! The node agent: registers its GPUs with the controller, then level-triggered: on start and
-//! every interval it reads the desired layout of each GPU, reconciles the real GPU towards it
-//! through its `GpuControl` backend, and reports what the GPU has. A crash mid-plan leaves a
-//! valid layout (every step of a diff is valid), and the next pass converges from it.
+//! every interval it reads the desired state of each GPU (layout + which job runs where),
+//! checkpoints the jobs whose instance changes (SIGTERM, see `runner`), reconciles the real GPU
+//! towards the layout through its `GpuControl` backend, starts the jobs on their new instances,
+//! and reports what the GPU has and what runs on it. A crash mid-plan leaves a valid layout
+//! (every step of a diff is valid) and the runner's saved state; the next pass converges.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::control::{self, GpuControl};
-use crate::gpu;
+use crate::gpu::{self, GpuModel, Instance, Layout};
 
 use super::client::request;
+use super::runner::{Ended, Runner};
 
 /// Settings of `miso agent`.
 pub struct AgentConfig {
@@ -21,6 +25,20 @@ pub struct AgentConfig {
     pub interval: Duration,
     /// One reconcile pass, then exit.
     pub once: bool,
+    /// Where the agent keeps its job state, job logs and checkpoint folders.
+    pub state_dir: PathBuf,
+    /// Time a job gets to checkpoint after SIGTERM before SIGKILL.
+    pub grace: Duration,
+}
+
+fn call_status(
+    cfg: &AgentConfig,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<(u16, String), String> {
+    let b = body.map(|b| b.to_string());
+    request(&cfg.host, method, path, cfg.token.as_deref(), b.as_deref())
 }
 
 fn call(
@@ -29,12 +47,148 @@ fn call(
     path: &str,
     body: Option<&Value>,
 ) -> Result<Value, String> {
-    let b = body.map(|b| b.to_string());
-    let (code, text) = request(&cfg.host, method, path, cfg.token.as_deref(), b.as_deref())?;
+    let (code, text) = call_status(cfg, method, path, body)?;
     if !(200..300).contains(&code) {
         return Err(format!("{method} {path}: HTTP {code}: {text}"));
     }
     serde_json::from_str(&text).map_err(|e| format!("{method} {path}: {e}"))
+}
+
+/// One instance of `model` from its label, if it is in `layout`.
+fn instance_in(model: &GpuModel, layout: &Layout, label: &str) -> Option<Instance> {
+    match Layout::parse(model, label).ok()?.instances() {
+        [i] if layout.instances().contains(i) => Some(*i),
+        _ => None,
+    }
+}
+
+/// A job the desired state puts on an instance.
+struct Wanted {
+    id: String,
+    inst: Instance,
+    label: String,
+    command: Option<String>,
+}
+
+/// Converge GPU `idx` to its desired state `d`: checkpoint → destroy/create → start.
+/// Returns (layout now, error, job reports).
+fn converge(
+    ctl: &mut dyn GpuControl,
+    runner: &mut Runner,
+    model: &GpuModel,
+    idx: u32,
+    d: &Value,
+    log: &mut dyn FnMut(&str),
+) -> (Option<String>, Vec<Value>) {
+    let mut error = None;
+    let want = match gpu::parse_valid_layout(model, d["layout"].as_str().unwrap_or("")) {
+        Ok(w) => w,
+        Err(e) => return (Some(format!("desired layout: {e}")), Vec::new()),
+    };
+    let mut wanted = Vec::new();
+    for (k, j) in d["jobs"].as_array().into_iter().flatten().enumerate() {
+        let id = j["id"].as_str().unwrap_or_default().to_string();
+        let label = j["instance"].as_str().unwrap_or_default().to_string();
+        match instance_in(model, &want, &label) {
+            Some(inst) => wanted.push(Wanted {
+                id,
+                inst,
+                label: inst.label(model),
+                command: j["command"].as_str().map(str::to_string),
+            }),
+            None => {
+                error.get_or_insert(format!("desired jobs[{k}]: `{label}` is not in the layout"));
+            }
+        }
+    }
+    // 1. Checkpoint every job of ours whose instance changes (or that should stop here).
+    for j in runner.running().to_vec() {
+        if j.gpu != idx || wanted.iter().any(|w| w.id == j.id && w.label == j.instance) {
+            continue;
+        }
+        let to = wanted
+            .iter()
+            .find(|w| w.id == j.id)
+            .map_or("stopped".to_string(), |w| format!("moves to {}", w.label));
+        match runner.checkpoint(&j.id) {
+            Ok(Ended::Killed) => log(&format!(
+                "job {} on {}: no exit within the grace period after SIGTERM, killed ({to})",
+                j.id, j.instance
+            )),
+            Ok(_) => log(&format!(
+                "job {} on {}: checkpointed ({to})",
+                j.id, j.instance
+            )),
+            Err(e) => log(&e),
+        }
+    }
+    // 2. The layout.
+    match control::reconcile(ctl, model, idx, &want) {
+        Ok(r) => {
+            if !r.destroyed.is_empty() || !r.created.is_empty() {
+                log(&format!(
+                    "GPU {idx}: destroyed {}, created {}",
+                    r.destroyed.len(),
+                    r.created.len()
+                ));
+            }
+            if let Some((step, e)) = r.failed {
+                error = Some(format!("{step}: {e}"));
+            }
+        }
+        Err(e) => error = Some(e.to_string()),
+    }
+    // 3. Start (or restart) the jobs whose instance exists now.
+    let now = ctl.layout(idx).unwrap_or_else(|e| {
+        error.get_or_insert(e.to_string());
+        Layout::empty()
+    });
+    for w in &wanted {
+        if runner.get(&w.id).is_some() || runner.is_finished(&w.id) || runner.is_failed(&w.id) {
+            continue;
+        }
+        let Some(cmd) = &w.command else {
+            continue; // no command: the job is run by someone else
+        };
+        if !now.instances().contains(&w.inst)
+            || runner
+                .running()
+                .iter()
+                .any(|r| r.gpu == idx && r.instance == w.label)
+        {
+            continue;
+        }
+        let started = ctl
+            .device_id(idx, Some(w.inst))
+            .map_err(|e| e.to_string())
+            .and_then(|dev| runner.start(&w.id, cmd, idx, &w.label, &dev).cloned());
+        match started {
+            Ok(r) => {
+                ctl.started(idx, w.inst, r.pid);
+                log(&format!(
+                    "job {} started on {} (pid {}, start {})",
+                    w.id, w.label, r.pid, r.starts
+                ));
+            }
+            Err(e) => {
+                log(&e);
+                error.get_or_insert(e);
+            }
+        }
+    }
+    let mut jobs: Vec<Value> = runner
+        .running()
+        .iter()
+        .filter(|r| r.gpu == idx)
+        .map(|r| json!({"id": r.id, "instance": r.instance, "state": "running", "pid": r.pid, "starts": r.starts}))
+        .collect();
+    jobs.extend(
+        wanted
+            .iter()
+            .filter(|w| runner.is_failed(&w.id))
+            .map(|w| json!({"id": w.id, "instance": w.label, "state": "failed"})),
+    );
+    (error, jobs)
 }
 
 /// Register, then reconcile forever (or once).
@@ -59,35 +213,59 @@ pub fn run(
         cfg.name,
         gpus.len()
     ));
+    let model_of = |idx: u32| gpus.iter().find(|g| g.index == idx).and_then(|g| g.model);
+    let mut runner = Runner::open(&cfg.state_dir)?;
+    runner.grace = cfg.grace;
+    // Jobs a previous agent started and that still run: the driver sees them by itself; the
+    // simulated GPU is told.
+    for j in runner.running().to_vec() {
+        if let Some(m) = model_of(j.gpu) {
+            if let Ok(l) = Layout::parse(m, &j.instance) {
+                if let [i] = l.instances() {
+                    ctl.started(j.gpu, *i, j.pid);
+                    log(&format!(
+                        "job {} adopted on {} (pid {})",
+                        j.id, j.instance, j.pid
+                    ));
+                }
+            }
+        }
+    }
     loop {
+        for (j, how) in runner.reap() {
+            match how {
+                Ended::Finished => log(&format!("job {} finished on {}", j.id, j.instance)),
+                Ended::Lost(w) if runner.is_failed(&j.id) => log(&format!(
+                    "job {} lost on {} ({w}); lost too often, not restarted",
+                    j.id, j.instance
+                )),
+                Ended::Lost(w) => log(&format!(
+                    "job {} lost on {} ({w}); restarting it from its checkpoint",
+                    j.id, j.instance
+                )),
+                _ => {}
+            }
+        }
+        for (id, err) in runner.unreported() {
+            let body = err.as_ref().map(|e| json!({"error": e}));
+            match call_status(cfg, "POST", &format!("/v1/jobs/{id}/finish"), body.as_ref()) {
+                // 409: it ended already; 404: the controller never knew it.
+                Ok((code, _)) if (200..300).contains(&code) || code == 409 || code == 404 => {
+                    runner.reported(&id)
+                }
+                Ok((code, text)) => log(&format!("finish {id}: HTTP {code}: {text}")),
+                Err(e) => log(&e),
+            }
+        }
         match call(cfg, "GET", &format!("/v1/nodes/{}/desired", cfg.name), None) {
             Ok(desired) => {
                 let mut reports = Vec::new();
                 for d in desired.as_array().cloned().unwrap_or_default() {
                     let idx = d["index"].as_u64().unwrap_or(0) as u32;
-                    let Some(model) = gpus.iter().find(|g| g.index == idx).and_then(|g| g.model)
-                    else {
+                    let Some(model) = model_of(idx) else {
                         continue;
                     };
-                    let mut error = None;
-                    match gpu::parse_valid_layout(model, d["layout"].as_str().unwrap_or("")) {
-                        Ok(want) => match control::reconcile(ctl, model, idx, &want) {
-                            Ok(r) => {
-                                if !r.destroyed.is_empty() || !r.created.is_empty() {
-                                    log(&format!(
-                                        "GPU {idx}: destroyed {}, created {}",
-                                        r.destroyed.len(),
-                                        r.created.len()
-                                    ));
-                                }
-                                if let Some((step, e)) = r.failed {
-                                    error = Some(format!("{step}: {e}"));
-                                }
-                            }
-                            Err(e) => error = Some(e.to_string()),
-                        },
-                        Err(e) => error = Some(e.to_string()),
-                    }
+                    let (mut error, jobs) = converge(ctl, &mut runner, model, idx, &d, log);
                     let now = ctl.layout(idx).map(|l| l.label(model)).unwrap_or_else(|e| {
                         error.get_or_insert(e.to_string());
                         "empty".into()
@@ -95,7 +273,8 @@ pub fn run(
                     if let Some(e) = &error {
                         log(&format!("GPU {idx}: {e}"));
                     }
-                    reports.push(json!({"index": idx, "layout": now, "error": error}));
+                    reports
+                        .push(json!({"index": idx, "layout": now, "error": error, "jobs": jobs}));
                 }
                 if let Err(e) = call(
                     cfg,

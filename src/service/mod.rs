@@ -8,7 +8,9 @@
 pub mod agent;
 pub mod client;
 pub mod loadtest;
+pub mod plan;
 pub mod profile;
+pub mod runner;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -213,7 +215,23 @@ async fn list_nodes(State(s): State<Arc<AppState>>, h: HeaderMap) -> ApiResult {
     Ok(Json(s.store()?.nodes()?).into_response())
 }
 
-/// `POST /v1/jobs`: a job as in `jobs.json` (validated against an A100-40GB).
+/// A job id names files and process environments on the agent: keep it plain.
+fn job_id_ok(id: &str) -> Result<(), ApiError> {
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    {
+        return Err(bad(format!(
+            "id: `{id}` must be 1-64 characters of letters, digits, `-`, `_`, `.`"
+        )));
+    }
+    Ok(())
+}
+
+/// `POST /v1/jobs`: a job as in `jobs.json` (validated against an A100-40GB), with an optional
+/// `command` the agent runs. Without `workload`/`speeds` the job waits for a profiling sample.
 async fn submit_job(
     State(s): State<Arc<AppState>>,
     h: HeaderMap,
@@ -224,8 +242,23 @@ async fn submit_job(
     let raw = body(b)?;
     let spec: JobSpec =
         serde_json::from_value(raw.clone()).map_err(|e| bad(format!("job: {e}")))?;
+    job_id_ok(&spec.id)?;
+    if spec.command.as_deref().is_some_and(|c| c.trim().is_empty()) {
+        return Err(bad("command: must not be empty"));
+    }
+    if spec.instance.is_some() {
+        return Err(bad(
+            "instance: the controller places jobs (POST /v1/nodes/{name}/gpus/{index}/plan)",
+        ));
+    }
     let g = gpu::gpu("a100-40gb").map_err(|e| bad(e.to_string()))?;
-    spec.resolve(g, &Layout::empty(), 0)
+    let mut check = spec.clone();
+    if check.workload.is_none() && check.speeds.is_none() {
+        // Speeds come later from profiling; check the other fields now.
+        check.speeds = Some([("7g.40gb".to_string(), 1.0)].into_iter().collect());
+    }
+    check
+        .resolve(g, &Layout::empty(), 0)
         .map_err(|e| bad(e.to_string().replace("jobs[0].", "")))?;
     s.store()?.add_job(&spec.id, &raw)?;
     Ok((
@@ -241,15 +274,72 @@ async fn list_jobs(State(s): State<Arc<AppState>>, h: HeaderMap) -> ApiResult {
     Ok(Json(s.store()?.jobs()?).into_response())
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FinishBody {
+    /// Set when the job failed for good (the agent gave up restarting it).
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// `POST /v1/jobs/{id}/finish`: the job is done (or failed, with `{"error": ...}`). It leaves
+/// its GPU, and the jobs still there are re-planned (MISO closes the idle gap at once).
 async fn finish_job(
     State(s): State<Arc<AppState>>,
     h: HeaderMap,
     Path(id): Path<String>,
+    raw: axum::body::Bytes,
 ) -> ApiResult {
     s.count("jobs");
     s.auth(&h, true)?;
-    s.store()?.finish_job(&id)?;
-    Ok(Json(json!({"id": id, "state": "finished"})).into_response())
+    let fb: FinishBody = if raw.iter().all(|b| b.is_ascii_whitespace()) {
+        FinishBody::default()
+    } else {
+        serde_json::from_slice(&raw).map_err(|e| bad(format!("body: {e}")))?
+    };
+    let active = s.active.lock().map_err(|_| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "model lock poisoned".into(),
+        )
+    })?;
+    let st = s.store()?;
+    let on = st.finish_job(&id, fb.error.as_deref())?;
+    let state = if fb.error.is_some() {
+        "failed"
+    } else {
+        "finished"
+    };
+    let mut out = json!({"id": id, "state": state, "replanned": null});
+    if let Some((node, idx)) = on {
+        let rest: Vec<String> = st
+            .desired(&node)?
+            .into_iter()
+            .find(|(i, _, _)| *i == idx)
+            .and_then(|(_, _, j)| j.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|j| j["id"].as_str().map(str::to_string))
+            .collect();
+        if !rest.is_empty() {
+            let model = node_gpu(&st, &node, idx)?;
+            out["replanned"] = match plan::plan_gpu(
+                &st,
+                active.as_ref(),
+                &node,
+                idx,
+                model,
+                &rest,
+                &Options::default(),
+            ) {
+                Ok(p) => {
+                    json!({"node": node, "index": idx, "layout": p["layout"], "decision": p["decision"]})
+                }
+                Err(e) => json!({"node": node, "index": idx, "error": e.1}),
+            };
+        }
+    }
+    Ok(Json(out).into_response())
 }
 
 async fn add_sample(
@@ -259,7 +349,9 @@ async fn add_sample(
 ) -> ApiResult {
     s.count("samples");
     s.auth(&h, true)?;
-    let raw = body(b)?;
+    let mut raw = body(b)?;
+    // `jobs`: the controller job each slot profiled (`null` for none), kept beside the sample.
+    let jobs = raw.as_object_mut().and_then(|o| o.remove("jobs"));
     let rec: SampleRecord =
         serde_json::from_value(raw.clone()).map_err(|e| bad(format!("sample: {e}")))?;
     if rec.format != SAMPLE_FORMAT {
@@ -286,7 +378,34 @@ async fn add_sample(
             )));
         }
     }
-    let seq = s.store()?.add_sample(&raw)?;
+    let st = s.store()?;
+    if let Some(j) = &jobs {
+        let a = j
+            .as_array()
+            .ok_or_else(|| bad("jobs: expected an array of job ids (null for none)"))?;
+        if a.len() != rec.slots.len() {
+            return Err(bad(format!(
+                "jobs: {} ids for {} slots",
+                a.len(),
+                rec.slots.len()
+            )));
+        }
+        for (k, id) in a.iter().enumerate() {
+            match id {
+                Value::Null => {}
+                Value::String(id) => {
+                    if st.job(id)?.is_none() {
+                        return Err(bad(format!("jobs[{k}]: no job `{id}`")));
+                    }
+                    if a[..k].iter().any(|x| x == &a[k]) {
+                        return Err(bad(format!("jobs[{k}]: `{id}` given twice")));
+                    }
+                }
+                _ => return Err(bad(format!("jobs[{k}]: expected a job id or null"))),
+            }
+        }
+    }
+    let seq = st.add_sample(&raw, jobs.as_ref())?;
     Ok((StatusCode::CREATED, Json(json!({"seq": seq}))).into_response())
 }
 
@@ -341,16 +460,7 @@ async fn recommend(
     let plan = optimizer::plan(g, &jobs, &current, &opts)
         .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     let d = &plan.decision;
-    let layout: Vec<Value> = d
-        .layout
-        .instances()
-        .iter()
-        .zip(&d.assignment)
-        .map(|(i, a)| {
-            let v = i.view(g);
-            json!({"profile": v.profile, "start": v.start, "size": v.size, "job": a.map(|j| jobs[j].id.clone())})
-        })
-        .collect();
+    let layout = plan::layout_view(g, &d.layout, &d.assignment, &jobs);
     let out = json!({"gpu": g.name, "layout": layout, "objective": {"name": opts.objective.name(), "value": d.value}, "plan": plan.view(g, &jobs)});
     s.recommend_ns
         .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -393,9 +503,20 @@ fn node_gpu(st: &Store, node: &str, idx: u32) -> Result<&'static gpu::GpuModel, 
 #[serde(deny_unknown_fields)]
 struct DesiredBody {
     layout: String,
+    /// Which job runs on which instance; left out, assignments whose instance stays are kept.
+    #[serde(default)]
+    jobs: Option<Vec<Assigned>>,
 }
 
-/// `PUT /v1/nodes/{name}/gpus/{index}/desired`: the layout an agent must converge to.
+#[derive(Deserialize, serde::Serialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct Assigned {
+    id: String,
+    instance: String,
+}
+
+/// `PUT /v1/nodes/{name}/gpus/{index}/desired`: the layout an agent must converge to, and
+/// optionally the job on each instance (an operator's override of the planner).
 async fn put_desired(
     State(s): State<Arc<AppState>>,
     h: HeaderMap,
@@ -408,10 +529,71 @@ async fn put_desired(
     let st = s.store()?;
     let model = node_gpu(&st, &node, idx)?;
     let l = gpu::parse_valid_layout(model, &d.layout).map_err(|e| bad(format!("layout: {e}")))?;
-    st.set_desired(&node, idx, &l.label(model))?;
-    Ok(Json(json!({"node": node, "index": idx, "layout": l.label(model)})).into_response())
+    let label_of = |x: &str| {
+        gpu::Layout::parse(model, x)
+            .ok()
+            .and_then(|p| match p.instances() {
+                [i] if l.instances().contains(i) => Some(i.label(model)),
+                _ => None,
+            })
+    };
+    let jobs: Vec<Assigned> = match d.jobs {
+        Some(js) => {
+            for (k, j) in js.iter().enumerate() {
+                let f = |m: String| bad(format!("jobs[{k}].{m}"));
+                match st.job(&j.id)? {
+                    None => return Err(f(format!("id: no job `{}`", j.id))),
+                    Some((_, state)) if state == "finished" || state == "failed" => {
+                        return Err(f(format!("id: job `{}` has {state}", j.id)))
+                    }
+                    _ => {}
+                }
+                let Some(lab) = label_of(&j.instance) else {
+                    return Err(f(format!(
+                        "instance: `{}` is not an instance of {}",
+                        j.instance,
+                        l.label(model)
+                    )));
+                };
+                if js[..k].iter().any(|o| o.id == j.id) {
+                    return Err(f(format!("id: `{}` given twice", j.id)));
+                }
+                if js[..k]
+                    .iter()
+                    .any(|o| label_of(&o.instance).as_deref() == Some(&lab))
+                {
+                    return Err(f(format!("instance: {lab} given twice")));
+                }
+            }
+            js.into_iter()
+                .map(|j| Assigned {
+                    instance: label_of(&j.instance).unwrap_or_default(),
+                    id: j.id,
+                })
+                .collect()
+        }
+        None => {
+            let old = st
+                .desired(&node)?
+                .into_iter()
+                .find(|(i, _, _)| *i == idx)
+                .map(|(_, _, j)| j)
+                .unwrap_or(json!([]));
+            serde_json::from_value::<Vec<Assigned>>(old)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|a| label_of(&a.instance).is_some())
+                .collect()
+        }
+    };
+    st.set_desired(&node, idx, &l.label(model), &json!(jobs))?;
+    Ok(
+        Json(json!({"node": node, "index": idx, "layout": l.label(model), "jobs": jobs}))
+            .into_response(),
+    )
 }
 
+/// `GET /v1/nodes/{name}/desired`: per GPU the layout and the jobs to run, with their commands.
 async fn get_desired(
     State(s): State<Arc<AppState>>,
     h: HeaderMap,
@@ -419,13 +601,73 @@ async fn get_desired(
 ) -> ApiResult {
     s.count("desired");
     s.auth(&h, false)?;
-    let v: Vec<Value> = s
-        .store()?
-        .desired(&node)?
-        .into_iter()
-        .map(|(i, l)| json!({"index": i, "layout": l}))
-        .collect();
+    let st = s.store()?;
+    let mut v = Vec::new();
+    for (i, l, jobs) in st.desired(&node)? {
+        let mut js = Vec::new();
+        for j in jobs.as_array().into_iter().flatten() {
+            let id = j["id"].as_str().unwrap_or_default();
+            let command = st.job(id)?.map(|(b, _)| b["command"].clone());
+            js.push(json!({"id": id, "instance": j["instance"], "command": command.unwrap_or(Value::Null)}));
+        }
+        v.push(json!({"index": i, "layout": l, "jobs": js}));
+    }
     Ok(Json(v).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanBody {
+    /// The jobs the GPU should run after the plan (left out: the ones it runs now).
+    #[serde(default)]
+    jobs: Option<Vec<String>>,
+    #[serde(default)]
+    objective: Option<Objective>,
+    #[serde(default)]
+    spare: bool,
+    #[serde(default)]
+    cost_aware: bool,
+}
+
+/// `POST /v1/nodes/{name}/gpus/{index}/plan`: decide layout + assignment for these jobs (least
+/// disruption from the GPU's desired state) and make it the desired state the agent applies.
+async fn plan_gpu(
+    State(s): State<Arc<AppState>>,
+    h: HeaderMap,
+    Path((node, idx)): Path<(String, u32)>,
+    b: Result<Json<PlanBody>, JsonRejection>,
+) -> ApiResult {
+    s.count("plan");
+    s.auth(&h, true)?;
+    let r = body(b)?;
+    let active = s.active.lock().map_err(|_| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "model lock poisoned".into(),
+        )
+    })?;
+    let st = s.store()?;
+    let model = node_gpu(&st, &node, idx)?;
+    let ids = match r.jobs {
+        Some(j) => j,
+        None => st
+            .desired(&node)?
+            .into_iter()
+            .find(|(i, _, _)| *i == idx)
+            .and_then(|(_, _, j)| j.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|j| j["id"].as_str().map(str::to_string))
+            .collect(),
+    };
+    let opts = Options {
+        objective: r.objective.unwrap_or_default(),
+        spare: r.spare,
+        cost_aware: r.cost_aware,
+        ..Options::default()
+    };
+    let out = plan::plan_gpu(&st, active.as_ref(), &node, idx, model, &ids, &opts)?;
+    Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -441,6 +683,23 @@ struct GpuReport {
     layout: String,
     #[serde(default)]
     error: Option<String>,
+    /// The jobs the agent runs on this GPU.
+    #[serde(default)]
+    jobs: Vec<JobReport>,
+}
+
+#[derive(Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct JobReport {
+    id: String,
+    instance: String,
+    /// `running` or `failed` (the agent gave up restarting it).
+    state: String,
+    #[serde(default)]
+    pid: Option<u32>,
+    /// How often the agent started it (restarts after a checkpoint or a loss included).
+    #[serde(default)]
+    starts: u32,
 }
 
 /// `POST /v1/nodes/{name}/report`: what the agent's GPUs have now.
@@ -459,6 +718,14 @@ async fn post_report(
             node_gpu(&st, &node, g.index).map_err(|e| bad(format!("gpus[{k}].index: {}", e.1)))?;
         gpu::parse_valid_layout(model, &g.layout)
             .map_err(|e| bad(format!("gpus[{k}].layout: {e}")))?;
+        for (n, j) in g.jobs.iter().enumerate() {
+            if j.state != "running" && j.state != "failed" {
+                return Err(bad(format!(
+                    "gpus[{k}].jobs[{n}].state: `{}` (running or failed)",
+                    j.state
+                )));
+            }
+        }
     }
     for g in &r.gpus {
         st.set_actual(&node, g.index, &json!(g))?;
@@ -639,26 +906,8 @@ async fn predict(
     s.count("predict");
     s.auth(&h, false)?;
     let rec = body(b)?;
-    if rec.slots.is_empty() || rec.slots.len() > crate::perf::SLOTS {
-        return Err(bad(format!(
-            "slots: {} given, 1..=7 allowed",
-            rec.slots.len()
-        )));
-    }
-    let mut lat = [[1.0; crate::perf::SLOTS]; 3];
-    let mut real = [false; crate::perf::SLOTS];
-    for (k, sl) in rec.slots.iter().enumerate() {
-        for (l, v) in sl.mps.iter().enumerate() {
-            if !(v.is_finite() && *v > 0.0) {
-                return Err(bad(format!(
-                    "slots[{k}].mps[{l}]: {v} is not a positive latency"
-                )));
-            }
-            lat[l][k] = *v;
-        }
-        real[k] = sl.label != "dummy";
-    }
-    let m = crate::perf::MpsMatrix::from_latencies(lat, real);
+    let m = plan::sample_matrix(&rec).map_err(bad)?;
+    let real: Vec<bool> = rec.slots.iter().map(|sl| sl.label != "dummy").collect();
     let a = s.active.lock().map_err(|_| {
         ApiError(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -733,6 +982,7 @@ pub fn router(
             axum::routing::put(put_desired),
         )
         .route("/v1/nodes/{name}/desired", get(get_desired))
+        .route("/v1/nodes/{name}/gpus/{index}/plan", post(plan_gpu))
         .route("/v1/nodes/{name}/report", post(post_report))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{name}/activate", post(activate))

@@ -10,11 +10,12 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::control::{GpuControl, Mps};
+use crate::gpu::Instance;
 use crate::predictor::data::{SampleRecord, SlotRecord, SAMPLE_FORMAT};
 
 /// One job of the mix: its label (workload name) and the command that runs it.
@@ -24,57 +25,12 @@ pub struct ProfileJob {
     pub command: String,
 }
 
-/// How to run the MPS daemon for one GPU.
-#[derive(Clone, Debug)]
-pub struct MpsDaemon {
-    /// `CUDA_VISIBLE_DEVICES` for the daemon (index or UUID).
-    pub device: String,
-    /// Pipe and log folders (`CUDA_MPS_PIPE_DIRECTORY`, `CUDA_MPS_LOG_DIRECTORY`).
-    pub dir: PathBuf,
-}
-
-impl MpsDaemon {
-    fn env(&self, c: &mut Command) {
-        c.env("CUDA_VISIBLE_DEVICES", &self.device)
-            .env("CUDA_MPS_PIPE_DIRECTORY", self.dir.join("pipe"))
-            .env("CUDA_MPS_LOG_DIRECTORY", self.dir.join("log"));
-    }
-
-    /// `nvidia-cuda-mps-control -d`.
-    pub fn start(&self) -> Result<(), String> {
-        std::fs::create_dir_all(self.dir.join("pipe")).map_err(|e| e.to_string())?;
-        std::fs::create_dir_all(self.dir.join("log")).map_err(|e| e.to_string())?;
-        let mut c = Command::new("nvidia-cuda-mps-control");
-        c.arg("-d");
-        self.env(&mut c);
-        let st = c
-            .status()
-            .map_err(|e| format!("cannot run nvidia-cuda-mps-control: {e}"))?;
-        if !st.success() {
-            return Err(format!("nvidia-cuda-mps-control -d exited with {st}"));
-        }
-        Ok(())
-    }
-
-    /// `echo quit | nvidia-cuda-mps-control`.
-    pub fn stop(&self) -> Result<(), String> {
-        let mut c = Command::new("nvidia-cuda-mps-control");
-        self.env(&mut c);
-        let mut child = c
-            .stdin(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot run nvidia-cuda-mps-control: {e}"))?;
-        if let Some(mut i) = child.stdin.take() {
-            use std::io::Write;
-            let _ = writeln!(i, "quit");
-        }
-        child.wait().map_err(|e| e.to_string())?;
-        Ok(())
-    }
-
-    fn client_env(&self, c: &mut Command) {
-        self.env(c);
-    }
+/// Where to profile under MPS: a GPU (MIG off) or one of its instances (MISO profiles on the
+/// whole-GPU instance, e.g. `7g.40gb@0`), through a backend that starts and stops the daemon.
+pub struct MpsTarget<'a> {
+    pub ctl: &'a mut dyn GpuControl,
+    pub gpu: u32,
+    pub instance: Option<Instance>,
 }
 
 /// Kill each job's whole process group (the job's `sh -c` and everything it started).
@@ -89,13 +45,13 @@ fn kill_all(children: &mut [Child]) {
     }
 }
 
-/// Run the mix at each level for `seconds` and return the sample. `mps`: the daemon to start
-/// and stop around the runs (`None`: jobs run without MPS, for tests without a GPU).
+/// Run the mix at each level for `seconds` and return the sample. `mps`: where the daemon is
+/// started and stopped around the runs (`None`: jobs run without MPS, for tests without a GPU).
 pub fn profile_mix(
     jobs: &[ProfileJob],
     levels: &[u32],
     seconds: f64,
-    mps: Option<&MpsDaemon>,
+    mps: Option<MpsTarget<'_>>,
     gpu_name: &str,
     mix: usize,
 ) -> Result<SampleRecord, String> {
@@ -105,13 +61,21 @@ pub fn profile_mix(
     if levels.len() != 3 || levels.iter().any(|l| *l == 0 || *l > 100) {
         return Err("three MPS levels in 1..=100 are needed (default 100,50,14)".into());
     }
-    if let Some(d) = mps {
-        d.start()?;
-    }
+    let daemon = match mps {
+        Some(t) => {
+            let d = t
+                .ctl
+                .start_mps(t.gpu, t.instance)
+                .map_err(|e| e.to_string())?;
+            Some((t.ctl, d))
+        }
+        None => None,
+    };
+    let m = daemon.as_ref().map(|(_, d)| d);
     let result: Result<Vec<[f64; 3]>, String> = (|| {
         let mut lat = vec![[0.0f64; 3]; jobs.len()];
         for (li, &level) in levels.iter().enumerate() {
-            let means = run_level(jobs, level, seconds, mps)?;
+            let means = run_level(jobs, level, seconds, m)?;
             for (j, m) in means.iter().enumerate() {
                 lat[j][li] = m.ok_or_else(|| {
                     format!(
@@ -123,8 +87,8 @@ pub fn profile_mix(
         }
         Ok(lat)
     })();
-    if let Some(d) = mps {
-        d.stop()?;
+    if let Some((ctl, d)) = daemon {
+        ctl.stop_mps(&d).map_err(|e| e.to_string())?;
     }
     let lat = result?;
     Ok(SampleRecord {
@@ -148,7 +112,7 @@ fn run_level(
     jobs: &[ProfileJob],
     level: u32,
     seconds: f64,
-    mps: Option<&MpsDaemon>,
+    mps: Option<&Mps>,
 ) -> Result<Vec<Option<f64>>, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
@@ -168,7 +132,7 @@ fn run_level(
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if let Some(d) = mps {
-            d.client_env(&mut c);
+            c.envs(d.env());
         }
         match c.spawn() {
             Ok(ch) => children.push(ch),
@@ -243,9 +207,4 @@ fn run_level(
             }
         })
         .collect())
-}
-
-/// A temporary folder for an MPS daemon of GPU `index`.
-pub fn daemon_dir(index: u32) -> PathBuf {
-    Path::new("/tmp").join(format!("miso-mps-{index}"))
 }

@@ -25,8 +25,8 @@ pub struct Store {
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS nodes (name TEXT PRIMARY KEY, body TEXT NOT NULL, registered_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, body TEXT NOT NULL, state TEXT NOT NULL, submitted_at REAL NOT NULL, finished_at REAL);
-CREATE TABLE IF NOT EXISTS samples (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, received_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS desired (node TEXT NOT NULL, idx INTEGER NOT NULL, layout TEXT NOT NULL, PRIMARY KEY (node, idx));
+CREATE TABLE IF NOT EXISTS samples (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, received_at REAL NOT NULL, jobs TEXT);
+CREATE TABLE IF NOT EXISTS desired (node TEXT NOT NULL, idx INTEGER NOT NULL, layout TEXT NOT NULL, jobs TEXT NOT NULL DEFAULT '[]', PRIMARY KEY (node, idx));
 CREATE TABLE IF NOT EXISTS actual (node TEXT NOT NULL, idx INTEGER NOT NULL, body TEXT NOT NULL, reported_at REAL NOT NULL, PRIMARY KEY (node, idx));
 CREATE TABLE IF NOT EXISTS decisions (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, made_at REAL NOT NULL);
 ";
@@ -45,7 +45,23 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Store { conn })
+        let s = Store { conn };
+        // Databases made before these columns existed.
+        s.ensure_column("desired", "jobs", "TEXT NOT NULL DEFAULT '[]'")?;
+        s.ensure_column("samples", "jobs", "TEXT")?;
+        Ok(s)
+    }
+
+    fn ensure_column(&self, table: &str, col: &str, decl: &str) -> Result<(), StoreError> {
+        let mut st = self.conn.prepare(&format!("PRAGMA table_info({table})"))?;
+        let names = st
+            .query_map([], |r| r.get::<_, String>(1))?
+            .collect::<Result<Vec<_>, _>>()?;
+        if !names.iter().any(|n| n == col) {
+            self.conn
+                .execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {col} {decl}"))?;
+        }
+        Ok(())
     }
 
     pub fn put_node(&self, name: &str, body: &Value) -> Result<(), StoreError> {
@@ -72,21 +88,63 @@ impl Store {
         Ok(())
     }
 
-    pub fn finish_job(&self, id: &str) -> Result<(), StoreError> {
-        let n = self.conn.execute("UPDATE jobs SET state = 'finished', finished_at = ?2 WHERE id = ?1 AND state != 'finished'", params![id, now_s()])?;
+    /// Mark a job finished (or failed, with the reason) and take it off the GPU it was
+    /// assigned to, in one transaction. Returns that GPU (node, index), if any.
+    pub fn finish_job(
+        &self,
+        id: &str,
+        failed: Option<&str>,
+    ) -> Result<Option<(String, u32)>, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let state = if failed.is_some() {
+            "failed"
+        } else {
+            "finished"
+        };
+        let n = tx.execute(
+            "UPDATE jobs SET state = ?2, finished_at = ?3, body = CASE WHEN ?4 IS NULL THEN body ELSE json_set(body, '$.error', ?4) END WHERE id = ?1 AND state NOT IN ('finished', 'failed')",
+            params![id, state, now_s(), failed],
+        )?;
         if n == 0 {
-            let exists: Option<String> = self
-                .conn
+            let exists: Option<String> = tx
                 .query_row("SELECT state FROM jobs WHERE id = ?1", params![id], |r| {
                     r.get(0)
                 })
                 .optional()?;
             return Err(match exists {
-                Some(_) => StoreError::Conflict(format!("job `{id}` has finished already")),
+                Some(s) => StoreError::Conflict(format!("job `{id}` has {s} already")),
                 None => StoreError::NotFound(format!("no job `{id}`")),
             });
         }
-        Ok(())
+        let mut on = None;
+        for (node, idx, _, jobs) in desired_rows(&tx, None)? {
+            let kept: Vec<Value> = jobs
+                .as_array()
+                .map(|a| a.iter().filter(|j| j["id"] != id).cloned().collect())
+                .unwrap_or_default();
+            if kept.len() != jobs.as_array().map_or(0, |a| a.len()) {
+                tx.execute(
+                    "UPDATE desired SET jobs = ?3 WHERE node = ?1 AND idx = ?2",
+                    params![node, idx, Value::Array(kept).to_string()],
+                )?;
+                on = Some((node, idx));
+            }
+        }
+        tx.commit()?;
+        Ok(on)
+    }
+
+    /// One job's body and state.
+    pub fn job(&self, id: &str) -> Result<Option<(Value, String)>, StoreError> {
+        let row: Option<(String, String)> = self
+            .conn
+            .query_row(
+                "SELECT body, state FROM jobs WHERE id = ?1",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(row.map(|(b, s)| (serde_json::from_str(&b).unwrap_or(Value::Null), s)))
     }
 
     /// Jobs with their state, in submission order.
@@ -107,10 +165,11 @@ impl Store {
         Ok(out)
     }
 
-    pub fn add_sample(&self, body: &Value) -> Result<i64, StoreError> {
+    /// Store a sample; `jobs`: the controller job of each slot (JSON array, `null` for none).
+    pub fn add_sample(&self, body: &Value, jobs: Option<&Value>) -> Result<i64, StoreError> {
         self.conn.execute(
-            "INSERT INTO samples (body, received_at) VALUES (?1, ?2)",
-            params![body.to_string(), now_s()],
+            "INSERT INTO samples (body, received_at, jobs) VALUES (?1, ?2, ?3)",
+            params![body.to_string(), now_s(), jobs.map(|j| j.to_string())],
         )?;
         Ok(self.conn.last_insert_rowid())
     }
@@ -119,22 +178,89 @@ impl Store {
         self.list("SELECT body FROM samples ORDER BY seq")
     }
 
-    /// The layout GPU `idx` of `node` should have.
-    pub fn set_desired(&self, node: &str, idx: u32, layout: &str) -> Result<(), StoreError> {
+    /// The newest sample that profiled job `id`: (seq, sample, slot of the job).
+    pub fn latest_sample_for(&self, id: &str) -> Result<Option<(i64, Value, usize)>, StoreError> {
+        let row: Option<(i64, String, i64)> = self
+            .conn
+            .query_row(
+                "SELECT s.seq, s.body, j.key FROM samples s, json_each(s.jobs) j WHERE s.jobs IS NOT NULL AND j.value = ?1 ORDER BY s.seq DESC LIMIT 1",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        Ok(row.map(|(q, b, k)| {
+            (
+                q,
+                serde_json::from_str(&b).unwrap_or(Value::Null),
+                k as usize,
+            )
+        }))
+    }
+
+    /// What GPU `idx` of `node` should have: its layout and which job runs on which instance
+    /// (`[{"id": .., "instance": "3g.20gb@4"}]`).
+    pub fn set_desired(
+        &self,
+        node: &str,
+        idx: u32,
+        layout: &str,
+        jobs: &Value,
+    ) -> Result<(), StoreError> {
         self.conn.execute(
-            "INSERT INTO desired (node, idx, layout) VALUES (?1, ?2, ?3) ON CONFLICT(node, idx) DO UPDATE SET layout = excluded.layout",
-            params![node, idx, layout],
+            "INSERT INTO desired (node, idx, layout, jobs) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(node, idx) DO UPDATE SET layout = excluded.layout, jobs = excluded.jobs",
+            params![node, idx, layout, jobs.to_string()],
         )?;
         Ok(())
     }
 
-    /// (gpu index, desired layout) of a node.
-    pub fn desired(&self, node: &str) -> Result<Vec<(u32, String)>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare("SELECT idx, layout FROM desired WHERE node = ?1 ORDER BY idx")?;
-        let rows = st.query_map(params![node], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    /// (gpu index, desired layout, job assignment) of a node.
+    pub fn desired(&self, node: &str) -> Result<Vec<(u32, String, Value)>, StoreError> {
+        Ok(desired_rows(&self.conn, Some(node))?
+            .into_iter()
+            .map(|(_, i, l, j)| (i, l, j))
+            .collect())
+    }
+
+    /// Every GPU's desired state: (node, index, layout, jobs).
+    pub fn desired_all(&self) -> Result<Vec<(String, u32, String, Value)>, StoreError> {
+        desired_rows(&self.conn, None)
+    }
+
+    /// Commit a plan for GPU `idx` of `node` in one transaction: the decision, the new layout
+    /// and assignment, `running` jobs marked running and `dropped` ones queued again.
+    pub fn apply_plan(
+        &self,
+        node: &str,
+        idx: u32,
+        layout: &str,
+        jobs: &Value,
+        decision: &Value,
+        dropped: &[String],
+    ) -> Result<i64, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute(
+            "INSERT INTO decisions (body, made_at) VALUES (?1, ?2)",
+            params![decision.to_string(), now_s()],
+        )?;
+        let seq = tx.last_insert_rowid();
+        tx.execute(
+            "INSERT INTO desired (node, idx, layout, jobs) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(node, idx) DO UPDATE SET layout = excluded.layout, jobs = excluded.jobs",
+            params![node, idx, layout, jobs.to_string()],
+        )?;
+        for j in jobs.as_array().into_iter().flatten() {
+            tx.execute(
+                "UPDATE jobs SET state = 'running' WHERE id = ?1 AND state = 'queued'",
+                params![j["id"].as_str().unwrap_or("")],
+            )?;
+        }
+        for id in dropped {
+            tx.execute(
+                "UPDATE jobs SET state = 'queued' WHERE id = ?1 AND state = 'running'",
+                params![id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(seq)
     }
 
     /// What the agent reports a GPU has.
@@ -178,14 +304,6 @@ impl Store {
         Ok(b.and_then(|b| serde_json::from_str(&b).ok()))
     }
 
-    pub fn add_decision(&self, body: &Value) -> Result<i64, StoreError> {
-        self.conn.execute(
-            "INSERT INTO decisions (body, made_at) VALUES (?1, ?2)",
-            params![body.to_string(), now_s()],
-        )?;
-        Ok(self.conn.last_insert_rowid())
-    }
-
     pub fn count(&self, table: &str) -> Result<i64, StoreError> {
         let sql = match table {
             "nodes" => "SELECT COUNT(*) FROM nodes",
@@ -205,4 +323,33 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Rows of the desired table, of one node or all.
+fn desired_rows(
+    conn: &Connection,
+    node: Option<&str>,
+) -> Result<Vec<(String, u32, String, Value)>, StoreError> {
+    let mut st = conn.prepare(
+        "SELECT node, idx, layout, jobs FROM desired WHERE ?1 IS NULL OR node = ?1 ORDER BY node, idx",
+    )?;
+    let rows = st.query_map(params![node], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, u32>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for r in rows {
+        let (n, i, l, j) = r?;
+        out.push((
+            n,
+            i,
+            l,
+            serde_json::from_str(&j).unwrap_or(Value::Array(vec![])),
+        ));
+    }
+    Ok(out)
 }

@@ -1,0 +1,308 @@
+//! The jobs a node agent runs. Each job is `sh -c COMMAND` in its own process group on one MIG
+//! instance, with this environment:
+//!
+//! - `CUDA_VISIBLE_DEVICES`: the instance's MIG device UUID (from the backend);
+//! - `MISO_JOB`: the job id; `MISO_INSTANCE`: the instance (`3g.20gb@4`);
+//! - `MISO_CHECKPOINT_DIR`: a folder that survives restarts, for the job's checkpoints;
+//! - `MISO_RESTART`: how many times it was started before (0 on the first start).
+//!
+//! Checkpoint protocol: before its instance changes the job's process group gets SIGTERM; the
+//! job saves to `MISO_CHECKPOINT_DIR` and exits. After the grace period it gets SIGKILL. Started
+//! again with `MISO_RESTART` > 0, it resumes from the checkpoint. A job that exits with status 0
+//! on its own has finished; one that dies otherwise (lost) is restarted, up to a limit.
+//!
+//! What runs is saved in `<dir>/jobs.json` after every change, so an agent that is killed and
+//! restarted adopts the jobs still alive instead of starting them twice.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::control::simulated::alive;
+
+/// A job process the runner started (or adopted after a restart).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RunningJob {
+    pub id: String,
+    pub gpu: u32,
+    /// The instance label (`3g.20gb@4`).
+    pub instance: String,
+    /// The process (and process-group) id of its `sh -c`.
+    pub pid: u32,
+    /// How many times it has been started, this start included.
+    pub starts: u32,
+}
+
+/// How a job ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Ended {
+    /// Exited with status 0 on its own.
+    Finished,
+    /// Died otherwise, or vanished while the agent was away; the text says how.
+    Lost(String),
+    /// Stopped for a checkpoint (exited after SIGTERM).
+    Checkpointed,
+    /// Did not exit within the grace period and was killed.
+    Killed,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct Saved {
+    running: Vec<RunningJob>,
+    starts: BTreeMap<String, u32>,
+    /// Unexpected exits per job, for the restart limit.
+    losses: BTreeMap<String, u32>,
+    /// Jobs that finished here (never started again), and whether the controller knows.
+    finished: BTreeMap<String, bool>,
+    /// Jobs given up after too many losses, and whether the controller knows.
+    failed: BTreeMap<String, bool>,
+}
+
+/// The agent's job processes.
+pub struct Runner {
+    dir: PathBuf,
+    s: Saved,
+    children: BTreeMap<String, Child>,
+    /// Time a job gets to checkpoint after SIGTERM.
+    pub grace: Duration,
+    /// Losses after which a job is not restarted again.
+    pub max_losses: u32,
+}
+
+fn sig(pid: u32, s: libc::c_int) {
+    // SAFETY: kill(2) on the job's process group (negative pid); no memory is involved.
+    unsafe {
+        libc::kill(-(pid as libc::pid_t), s);
+    }
+}
+
+/// A job id as a file name (ids are checked by the controller; this is a second guard).
+fn file_name(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl Runner {
+    /// The runner whose state lives in `dir`; jobs of a previous run that are still alive are
+    /// adopted, the others are counted as lost (and started again).
+    pub fn open(dir: &Path) -> Result<Runner, String> {
+        std::fs::create_dir_all(dir.join("logs")).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let file = dir.join("jobs.json");
+        let s: Saved = match std::fs::read_to_string(&file) {
+            Ok(t) => serde_json::from_str(&t).map_err(|e| format!("{}: {e}", file.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Saved::default(),
+            Err(e) => return Err(format!("{}: {e}", file.display())),
+        };
+        Ok(Runner {
+            dir: dir.to_path_buf(),
+            s,
+            children: BTreeMap::new(),
+            grace: Duration::from_secs(30),
+            max_losses: 3,
+        })
+    }
+
+    fn save(&self) {
+        let file = self.dir.join("jobs.json");
+        let tmp = self.dir.join("jobs.json.tmp");
+        if let Ok(t) = serde_json::to_string_pretty(&self.s) {
+            if std::fs::write(&tmp, t).is_ok() {
+                let _ = std::fs::rename(&tmp, &file);
+            }
+        }
+    }
+
+    /// The jobs running now.
+    pub fn running(&self) -> &[RunningJob] {
+        &self.s.running
+    }
+
+    pub fn get(&self, id: &str) -> Option<&RunningJob> {
+        self.s.running.iter().find(|j| j.id == id)
+    }
+
+    /// Finished here: it must not be started again.
+    pub fn is_finished(&self, id: &str) -> bool {
+        self.s.finished.contains_key(id)
+    }
+
+    /// Given up after `max_losses` losses.
+    pub fn is_failed(&self, id: &str) -> bool {
+        self.s.failed.contains_key(id)
+    }
+
+    /// Finished or failed jobs the controller has not been told of: (id, error if failed).
+    pub fn unreported(&self) -> Vec<(String, Option<String>)> {
+        let f = self
+            .s
+            .finished
+            .iter()
+            .filter(|(_, told)| !**told)
+            .map(|(id, _)| (id.clone(), None));
+        let g = self
+            .s
+            .failed
+            .iter()
+            .filter(|(_, told)| !**told)
+            .map(|(id, _)| {
+                (
+                    id.clone(),
+                    Some(format!(
+                        "lost {} times; not restarted (see the agent's logs/{}.log)",
+                        self.max_losses,
+                        file_name(id)
+                    )),
+                )
+            });
+        f.chain(g).collect()
+    }
+
+    /// The controller knows that `id` ended.
+    pub fn reported(&mut self, id: &str) {
+        for m in [&mut self.s.finished, &mut self.s.failed] {
+            if let Some(t) = m.get_mut(id) {
+                *t = true;
+            }
+        }
+        self.save();
+    }
+
+    /// Start job `id` on `instance` of `gpu`; `device` is its `CUDA_VISIBLE_DEVICES`.
+    pub fn start(
+        &mut self,
+        id: &str,
+        command: &str,
+        gpu: u32,
+        instance: &str,
+        device: &str,
+    ) -> Result<&RunningJob, String> {
+        if self.get(id).is_some() {
+            return Err(format!("job `{id}` runs already"));
+        }
+        let name = file_name(id);
+        let ckpt = self.dir.join("checkpoints").join(&name);
+        std::fs::create_dir_all(&ckpt).map_err(|e| format!("{}: {e}", ckpt.display()))?;
+        let log_path = self.dir.join("logs").join(format!("{name}.log"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| format!("{}: {e}", log_path.display()))?;
+        let err = log.try_clone().map_err(|e| e.to_string())?;
+        let before = self.s.starts.get(id).copied().unwrap_or(0);
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(command);
+        // Its own process group: the checkpoint signal reaches everything the job started.
+        std::os::unix::process::CommandExt::process_group(&mut c, 0);
+        c.env("CUDA_VISIBLE_DEVICES", device)
+            .env("MISO_JOB", id)
+            .env("MISO_INSTANCE", instance)
+            .env("MISO_CHECKPOINT_DIR", &ckpt)
+            .env("MISO_RESTART", before.to_string())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err);
+        let child = c
+            .spawn()
+            .map_err(|e| format!("cannot start job `{id}` (`{command}`): {e}"))?;
+        let j = RunningJob {
+            id: id.to_string(),
+            gpu,
+            instance: instance.to_string(),
+            pid: child.id(),
+            starts: before + 1,
+        };
+        self.s.starts.insert(id.to_string(), before + 1);
+        self.s.running.push(j);
+        self.children.insert(id.to_string(), child);
+        self.save();
+        self.get(id)
+            .ok_or_else(|| "lost track of a started job".to_string())
+    }
+
+    /// Whether job `id` has exited; `Some(status text, success)` when it has.
+    fn exited(&mut self, id: &str, pid: u32) -> Option<(String, bool)> {
+        match self.children.get_mut(id) {
+            Some(c) => match c.try_wait() {
+                Ok(Some(st)) => Some((st.to_string(), st.success())),
+                Ok(None) => None,
+                Err(e) => Some((e.to_string(), false)),
+            },
+            // Adopted from a previous agent: only its existence can be seen.
+            None => (!alive(pid)).then(|| ("vanished while the agent was away".into(), false)),
+        }
+    }
+
+    fn forget(&mut self, id: &str) {
+        self.s.running.retain(|j| j.id != id);
+        self.children.remove(id);
+    }
+
+    /// Ask job `id` to checkpoint and stop (SIGTERM to its group), wait up to the grace period,
+    /// then SIGKILL. Returns how it ended; it is no longer running afterwards.
+    pub fn checkpoint(&mut self, id: &str) -> Result<Ended, String> {
+        let pid = self
+            .get(id)
+            .map(|j| j.pid)
+            .ok_or_else(|| format!("job `{id}` is not running"))?;
+        sig(pid, libc::SIGTERM);
+        let deadline = Instant::now() + self.grace;
+        let mut how = Ended::Killed;
+        while Instant::now() < deadline {
+            if self.exited(id, pid).is_some() {
+                how = Ended::Checkpointed;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Whatever is left of the group goes now.
+        sig(pid, libc::SIGKILL);
+        if how == Ended::Killed {
+            if let Some(c) = self.children.get_mut(id) {
+                let _ = c.wait();
+            }
+        }
+        self.forget(id);
+        self.save();
+        Ok(how)
+    }
+
+    /// Jobs that ended on their own since the last call. Finished ones are never started
+    /// again; lost ones are, until they were lost `max_losses` times.
+    pub fn reap(&mut self) -> Vec<(RunningJob, Ended)> {
+        let mut out = Vec::new();
+        for j in self.s.running.clone() {
+            let Some((how, ok)) = self.exited(&j.id, j.pid) else {
+                continue;
+            };
+            // A lost job's leftovers (its group) go too.
+            sig(j.pid, libc::SIGKILL);
+            self.forget(&j.id);
+            if ok {
+                self.s.finished.insert(j.id.clone(), false);
+                out.push((j, Ended::Finished));
+            } else {
+                let n = self.s.losses.entry(j.id.clone()).or_insert(0);
+                *n += 1;
+                if *n >= self.max_losses {
+                    self.s.failed.insert(j.id.clone(), false);
+                }
+                out.push((j, Ended::Lost(how)));
+            }
+        }
+        if !out.is_empty() {
+            self.save();
+        }
+        out
+    }
+}
