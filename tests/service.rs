@@ -817,3 +817,165 @@ fn agent_lost_at_every_step_of_a_plan_converges_with_its_jobs() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn plans_samples_desired_and_finish_reject_bad_input_and_store_nothing() {
+    let dir = tmpdir("badplan");
+    let s = start(&dir);
+    assert_eq!(agent(&s, &dir, &["--once"]).wait().unwrap().code(), Some(0));
+    for b in [
+        r#"{"id":"j1","workload":"bert_train8"}"#,
+        r#"{"id":"j2","workload":"resnet_train64"}"#,
+    ] {
+        assert_eq!(req(&s, "POST", "/v1/jobs", Some(TOKEN), Some(b)).0, 201);
+    }
+    let path = "/v1/nodes/n1/gpus/0/plan";
+    let cases: [(Option<&str>, &str, u16, &str); 7] = [
+        (None, r#"{"jobs":["j1"]}"#, 401, "token"),
+        (Some(TOKEN), r#"{"jobs":["j1"],"speed":1}"#, 400, "speed"),
+        (Some(TOKEN), r#"{"jobs":["j1","j1"]}"#, 400, "jobs[1]"),
+        (
+            Some(TOKEN),
+            r#"{"jobs":["nope"]}"#,
+            404,
+            "jobs[0]: no job `nope`",
+        ),
+        (
+            Some(TOKEN),
+            r#"{"jobs":["j1"],"objective":"fastest"}"#,
+            400,
+            "fastest",
+        ),
+        (Some(TOKEN), r#"{"jobs":"j1"}"#, 400, "jobs"),
+        (Some(TOKEN), "[", 400, "error"),
+    ];
+    for (tok, body, code, text) in cases {
+        let (c, b) = req(&s, "POST", path, tok, Some(body));
+        assert_eq!(c, code, "{body}: {b}");
+        assert!(
+            b.contains(text) && b.starts_with("{\"error\""),
+            "{body}: {b}"
+        );
+    }
+    assert_eq!(
+        req(
+            &s,
+            "POST",
+            "/v1/nodes/n9/gpus/0/plan",
+            Some(TOKEN),
+            Some(r#"{"jobs":["j1"]}"#)
+        )
+        .0,
+        404
+    );
+    assert_eq!(
+        req(
+            &s,
+            "POST",
+            "/v1/nodes/n1/gpus/3/plan",
+            Some(TOKEN),
+            Some(r#"{"jobs":["j1"]}"#)
+        )
+        .0,
+        404
+    );
+    let desired = || req(&s, "GET", "/v1/nodes/n1/desired", Some(TOKEN), None).1;
+    assert_eq!(desired(), "[]", "nothing planned");
+    let (_, jobs) = req(&s, "GET", "/v1/jobs", Some(TOKEN), None);
+    assert!(!jobs.contains("running"), "{jobs}");
+    // Samples: the job list must match the slots and name known jobs.
+    let sample = |jobs: &str| {
+        format!(
+            r#"{{"format":"miso-mps-sample/1","gpu":"A100","mix":0,"slots":[{{"label":"a","mps":[0.1,0.2,0.3]}}],"jobs":{jobs}}}"#
+        )
+    };
+    for (j, text) in [
+        (r#"["j1","j2"]"#, "2 ids for 1 slots"),
+        (r#"["zz"]"#, "jobs[0]: no job `zz`"),
+        (r#"[3]"#, "jobs[0]"),
+        (r#""j1""#, "jobs:"),
+    ] {
+        let (c, b) = req(&s, "POST", "/v1/samples", Some(TOKEN), Some(&sample(j)));
+        assert_eq!(c, 400, "{b}");
+        assert!(b.contains(text), "{b}");
+    }
+    assert_eq!(
+        req(
+            &s,
+            "POST",
+            "/v1/samples",
+            Some(TOKEN),
+            Some(&sample(r#"[null]"#))
+        )
+        .0,
+        201
+    );
+    // Desired with jobs: instances must be in the layout, each job once.
+    let put = |b: &str| {
+        req(
+            &s,
+            "PUT",
+            "/v1/nodes/n1/gpus/0/desired",
+            Some(TOKEN),
+            Some(b),
+        )
+    };
+    let (c, b) =
+        put(r#"{"layout":"4g.20gb@0,3g.20gb@4","jobs":[{"id":"j1","instance":"2g.10gb@4"}]}"#);
+    assert_eq!(c, 400);
+    assert!(b.contains("jobs[0].instance"), "{b}");
+    let (c, b) = put(
+        r#"{"layout":"4g.20gb@0,3g.20gb@4","jobs":[{"id":"j1","instance":"4g.20gb@0"},{"id":"j2","instance":"4g.20gb@0"}]}"#,
+    );
+    assert_eq!(c, 400);
+    assert!(b.contains("jobs[1].instance"), "{b}");
+    assert_eq!(desired(), "[]");
+    // A valid plan, then finishing with a malformed body changes nothing.
+    let (c, b) = req(
+        &s,
+        "POST",
+        path,
+        Some(TOKEN),
+        Some(r#"{"jobs":["j1","j2"]}"#),
+    );
+    assert_eq!(c, 201, "{b}");
+    let before = desired();
+    let (c, b) = req(
+        &s,
+        "POST",
+        "/v1/jobs/j1/finish",
+        Some(TOKEN),
+        Some(r#"{"err":"x"}"#),
+    );
+    assert_eq!(c, 400, "{b}");
+    assert_eq!(desired(), before);
+    // Finishing j1 takes it off the GPU and re-plans j2 alone.
+    let (c, b) = req(&s, "POST", "/v1/jobs/j1/finish", Some(TOKEN), None);
+    assert_eq!(c, 200, "{b}");
+    assert!(json(&b)["replanned"]["decision"].is_number(), "{b}");
+    let d = json(&desired());
+    assert_eq!(d[0]["jobs"].as_array().unwrap().len(), 1);
+    assert_eq!(d[0]["jobs"][0]["id"], "j2");
+    // A failed job records its error.
+    let (c, _) = req(
+        &s,
+        "POST",
+        "/v1/jobs/j2/finish",
+        Some(TOKEN),
+        Some(r#"{"error":"lost 3 times"}"#),
+    );
+    assert_eq!(c, 200);
+    let (_, jobs) = req(&s, "GET", "/v1/jobs", Some(TOKEN), None);
+    let j2 = json(&jobs)
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["id"] == "j2")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (j2["state"].as_str(), j2["error"].as_str()),
+        (Some("failed"), Some("lost 3 times"))
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -77,6 +77,7 @@ impl GpuControl for DryRun {
     }
 
     fn start_mps(&mut self, gpu: u32, inst: Option<Instance>) -> Result<Mps, ControlError> {
+        self.device_id(gpu, inst)?;
         let m = self.inner.start_mps(gpu, inst)?;
         let env: Vec<String> = m.env().iter().map(|(k, v)| format!("{k}={v}")).collect();
         self.calls

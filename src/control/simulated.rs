@@ -23,10 +23,21 @@ pub enum Fault {
 /// Exit status of a process lost by [`Fault::Crash`].
 pub const CRASH_EXIT: i32 = 137;
 
-/// Whether process `pid` still exists (signal 0 checks without sending anything).
+/// Whether process `pid` still runs: it exists (signal 0 checks without sending anything) and
+/// is not a zombie that has exited but was not reaped yet.
 pub fn alive(pid: u32) -> bool {
     // SAFETY: kill(2) with signal 0 only checks that the pid exists.
-    pid > 0 && unsafe { libc::kill(pid as libc::pid_t, 0) } == 0
+    if pid == 0 || unsafe { libc::kill(pid as libc::pid_t, 0) } != 0 {
+        return false;
+    }
+    // /proc/<pid>/stat: "pid (comm) S ..."; the state follows the last ')'.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(st) => st
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_none_or(|state| state != "Z"),
+        Err(_) => true,
+    }
 }
 
 /// Simulated GPUs of one model.

@@ -108,3 +108,65 @@ fn nvml_backend_reports_a_missing_driver_cleanly() {
         Ok(mut n) => assert!(n.list_gpus().is_ok()),
     }
 }
+
+#[test]
+fn mps_daemons_device_ids_and_watched_processes() {
+    let g = a100();
+    let mut s = SimulatedGpus::new(g, 1);
+    let whole = parse_valid_layout(g, "7g.40gb@0").unwrap().instances()[0];
+    // No instance yet: it has no MIG device and no daemon can serve it.
+    assert!(s.device_id(0, Some(whole)).is_err());
+    assert!(s.start_mps(0, Some(whole)).is_err());
+    s.create(0, whole).unwrap();
+    let id = s.device_id(0, Some(whole)).unwrap();
+    assert!(id.starts_with("MIG-sim-0000-"), "{id}");
+    let m = s.start_mps(0, Some(whole)).unwrap();
+    let env: Vec<(&str, String)> = m.env();
+    assert_eq!(env[0], ("CUDA_VISIBLE_DEVICES", id));
+    assert!(env[1].1.ends_with("pipe") && env[2].1.ends_with("log"));
+    assert!(
+        s.start_mps(0, Some(whole)).is_err(),
+        "one daemon per instance"
+    );
+    // An instance an MPS daemon serves is in use.
+    assert!(s.destroy(0, whole).unwrap_err().to_string().contains("MPS"));
+    s.stop_mps(&m).unwrap();
+    assert!(s.stop_mps(&m).is_err(), "stopped already");
+    // A process the caller started is busy while it lives and forgotten once it exits.
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    s.started(0, whole, child.id());
+    assert_eq!(s.processes(0).unwrap().len(), 1);
+    let diff = LayoutDiff::between(g, &s.layout(0).unwrap(), &Layout::empty());
+    assert!(matches!(
+        apply(&mut s, g, 0, &diff).failed,
+        Some((_, ControlError::Busy { .. }))
+    ));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(s.processes(0).unwrap().is_empty());
+    assert!(apply(&mut s, g, 0, &diff).failed.is_none());
+}
+
+#[test]
+fn dry_run_prints_mps_and_device_lookups() {
+    let g = a100();
+    let l = parse_valid_layout(g, "4g.20gb@0,3g.20gb@4").unwrap();
+    let mut d = DryRun::new(g, vec![l.clone()]);
+    let three = l.instances()[1];
+    let m = d.start_mps(0, Some(three)).unwrap();
+    d.stop_mps(&m).unwrap();
+    let all = d.calls.join("\n");
+    assert!(
+        all.contains("nvmlDeviceGetMigDeviceHandleByIndex(device=0, i)"),
+        "{all}"
+    );
+    assert!(
+        all.contains("CUDA_VISIBLE_DEVICES=MIG-sim-0000-")
+            && all.contains("nvidia-cuda-mps-control -d"),
+        "{all}"
+    );
+    assert!(all.contains("echo quit |"), "{all}");
+}

@@ -134,9 +134,16 @@ impl AppState {
     }
 }
 
+/// The parsed body, or 400 naming the problem (axum says 422 for a body of the wrong shape;
+/// 422 is kept for "valid request, no layout fits"). 413 and 415 pass through.
 fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    b.map(|Json(v)| v)
-        .map_err(|e| ApiError(e.status(), format!("invalid body: {}", e.body_text())))
+    b.map(|Json(v)| v).map_err(|e| {
+        let status = match e.status() {
+            StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+            s => s,
+        };
+        ApiError(status, format!("invalid body: {}", e.body_text()))
+    })
 }
 
 async fn healthz() -> Json<Value> {

@@ -306,3 +306,100 @@ impl Runner {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("miso-runner-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn wait_reap(r: &mut Runner) -> Vec<(RunningJob, Ended)> {
+        for _ in 0..200 {
+            let v = r.reap();
+            if !v.is_empty() {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("nothing ended");
+    }
+
+    #[test]
+    fn checkpoint_kill_finish_loss_and_adoption() {
+        let d = dir("all");
+        let mut r = Runner::open(&d).unwrap();
+        r.grace = Duration::from_millis(300);
+        // A job that checkpoints on SIGTERM.
+        let ok = "trap 'echo $MISO_RESTART > $MISO_CHECKPOINT_DIR/ck; exit 0' TERM; while true; do sleep 0.02; done";
+        r.start("a", ok, 0, "3g.20gb@4", "MIG-x").unwrap();
+        assert!(
+            r.start("a", ok, 0, "3g.20gb@4", "MIG-x").is_err(),
+            "runs already"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(r.checkpoint("a").unwrap(), Ended::Checkpointed);
+        assert_eq!(
+            std::fs::read_to_string(d.join("checkpoints/a/ck"))
+                .unwrap()
+                .trim(),
+            "0"
+        );
+        // Started again, it sees MISO_RESTART=1.
+        let j = r.start("a", ok, 0, "4g.20gb@0", "MIG-y").unwrap().clone();
+        assert_eq!(j.starts, 2);
+        // A job that ignores SIGTERM is killed after the grace period.
+        r.start(
+            "b",
+            "trap '' TERM; while true; do sleep 0.02; done",
+            0,
+            "1g.5gb@6",
+            "MIG-z",
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(r.checkpoint("b").unwrap(), Ended::Killed);
+        // A job that exits 0 has finished and is reported once.
+        r.start("c", "exit 0", 0, "1g.5gb@5", "MIG-w").unwrap();
+        let e = wait_reap(&mut r);
+        assert_eq!((e[0].0.id.as_str(), &e[0].1), ("c", &Ended::Finished));
+        assert!(r.is_finished("c"));
+        assert_eq!(r.unreported(), vec![("c".to_string(), None)]);
+        r.reported("c");
+        assert!(r.unreported().is_empty());
+        // A job that dies is lost; after max_losses it is given up.
+        r.max_losses = 2;
+        for k in 1..=2 {
+            r.start("d", "exit 3", 0, "1g.5gb@4", "MIG-v").unwrap();
+            let e = wait_reap(&mut r);
+            assert!(matches!(e[0].1, Ended::Lost(_)), "{e:?}");
+            assert_eq!(r.is_failed("d"), k == 2);
+        }
+        assert!(r.unreported()[0]
+            .1
+            .as_deref()
+            .unwrap()
+            .contains("lost 2 times"));
+        // A new runner on the same folder adopts the job still alive.
+        let r2 = Runner::open(&d).unwrap();
+        assert_eq!(r2.running().len(), 1);
+        assert_eq!(r2.running()[0].id, "a");
+        assert!(r2.is_finished("c") && r2.is_failed("d"));
+        let mut r2 = r2;
+        r2.grace = Duration::from_millis(300);
+        assert_eq!(r2.checkpoint("a").unwrap(), Ended::Checkpointed);
+        assert_eq!(
+            std::fs::read_to_string(d.join("checkpoints/a/ck"))
+                .unwrap()
+                .trim(),
+            "1"
+        );
+        // A damaged state file is an error naming it, not a silent reset.
+        std::fs::write(d.join("jobs.json"), "{").unwrap();
+        assert!(Runner::open(&d).err().unwrap().contains("jobs.json"));
+        std::fs::remove_dir_all(&d).ok();
+    }
+}
