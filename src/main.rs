@@ -1108,7 +1108,11 @@ fn cmd_agent(a: AgentArgs) -> Result<()> {
             }
             Box::new(s)
         }
-        BackendArg::DryRun => Box::new(DryRun::new(model, vec![Layout::empty(); a.sim_gpus])),
+        BackendArg::DryRun => {
+            let mut d = DryRun::new(model, vec![Layout::empty(); a.sim_gpus]);
+            d.echo = true;
+            Box::new(d)
+        }
     };
     let cfg = miso::service::agent::AgentConfig {
         host: miso::service::client::host_of(&a.controller)

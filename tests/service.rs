@@ -678,8 +678,7 @@ fn jobs_profiled_planned_run_checkpointed_moved_finished_and_restarted() {
         );
         let restart = log
             .lines()
-            .filter(|l| l.starts_with(&format!("start {id} ")))
-            .last()
+            .rfind(|l| l.starts_with(&format!("start {id} ")))
             .unwrap();
         assert!(
             restart.contains("restart=1") && !restart.contains("step=0"),

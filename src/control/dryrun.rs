@@ -7,10 +7,12 @@ use super::nvml::ci_profile_index;
 use super::simulated::SimulatedGpus;
 use super::{ControlError, GpuControl, GpuInfo, GpuProcess, Mps};
 
-/// Prints nothing itself: `calls` holds one line per NVML call.
+/// `calls` holds one line per NVML call; with `echo` each is also printed to stderr as it is
+/// made (the agent's `--backend dry-run`).
 pub struct DryRun {
     inner: SimulatedGpus,
     pub calls: Vec<String>,
+    pub echo: bool,
 }
 
 impl DryRun {
@@ -21,6 +23,18 @@ impl DryRun {
         DryRun {
             inner,
             calls: Vec::new(),
+            echo: false,
+        }
+    }
+}
+
+impl DryRun {
+    fn note(&mut self, lines: impl IntoIterator<Item = String>) {
+        for l in lines {
+            if self.echo {
+                eprintln!("dry-run: {l}");
+            }
+            self.calls.push(l);
         }
     }
 }
@@ -39,7 +53,7 @@ impl GpuControl for DryRun {
         let p = &m.profiles[inst.profile as usize];
         self.inner.create(gpu, inst)?;
         let ci = ci_profile_index(p.compute_slices);
-        self.calls.extend([
+        self.note([
             format!("nvmlDeviceGetGpuInstanceProfileInfo(device={gpu}, profile={}) -> id {}  # {}", p.nvml_profile_index, p.nvml_id, p.name),
             format!("nvmlDeviceCreateGpuInstanceWithPlacement(device={gpu}, profileId={}, placement={{start={}, size={}}}) -> gi", p.nvml_id, inst.start, p.memory_slices),
             format!("nvmlGpuInstanceGetComputeInstanceProfileInfo(gi, profile={ci}, engProfile=NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED) -> ci profile id"),
@@ -52,7 +66,7 @@ impl GpuControl for DryRun {
         let m = self.inner.model;
         let p = &m.profiles[inst.profile as usize];
         self.inner.destroy(gpu, inst)?;
-        self.calls.extend([
+        self.note([
             format!("nvmlDeviceGetGpuInstances(device={gpu}, profileId={}) -> the gi whose nvmlGpuInstanceGetInfo placement.start = {}  # {}", p.nvml_id, inst.start, inst.label(m)),
             "nvmlGpuInstanceGetComputeInstances(gi, <each ci profile id>) -> cis; nvmlComputeInstanceDestroy(ci) for each".to_string(),
             "nvmlGpuInstanceDestroy(gi)".to_string(),
@@ -66,13 +80,13 @@ impl GpuControl for DryRun {
 
     fn device_id(&mut self, gpu: u32, inst: Option<Instance>) -> Result<String, ControlError> {
         let id = self.inner.device_id(gpu, inst)?;
-        self.calls.push(match inst {
+        self.note([match inst {
             None => format!("nvmlDeviceGetUUID(device={gpu})"),
             Some(i) => format!(
                 "nvmlDeviceGetMigDeviceHandleByIndex(device={gpu}, i) for each i; the one whose nvmlDeviceGetGpuInstanceId = id of {} -> nvmlDeviceGetUUID",
                 i.label(self.inner.model)
             ),
-        });
+        }]);
         Ok(id)
     }
 
@@ -80,18 +94,17 @@ impl GpuControl for DryRun {
         self.device_id(gpu, inst)?;
         let m = self.inner.start_mps(gpu, inst)?;
         let env: Vec<String> = m.env().iter().map(|(k, v)| format!("{k}={v}")).collect();
-        self.calls
-            .push(format!("{} nvidia-cuda-mps-control -d", env.join(" ")));
+        self.note([format!("{} nvidia-cuda-mps-control -d", env.join(" "))]);
         Ok(m)
     }
 
     fn stop_mps(&mut self, mps: &Mps) -> Result<(), ControlError> {
         self.inner.stop_mps(mps)?;
         let env: Vec<String> = mps.env().iter().map(|(k, v)| format!("{k}={v}")).collect();
-        self.calls.push(format!(
+        self.note([format!(
             "echo quit | {} nvidia-cuda-mps-control",
             env.join(" ")
-        ));
+        )]);
         Ok(())
     }
 }
