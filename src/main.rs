@@ -1163,6 +1163,8 @@ fn cmd_profile(a: ProfileArgs) -> Result<()> {
             Ok(ProfileJob {
                 label: l.trim().to_string(),
                 command: c.to_string(),
+                key: k.to_string(),
+                env: Vec::new(),
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -1209,7 +1211,8 @@ fn cmd_profile(a: ProfileArgs) -> Result<()> {
         gpu: a.gpu_index,
         instance,
     });
-    let rec = profile_mix(&jobs, &a.levels, a.seconds, target, &gpu_name, a.mix)
+    let grace = std::time::Duration::from_secs(5);
+    let rec = profile_mix(&jobs, &a.levels, a.seconds, target, &gpu_name, a.mix, grace)
         .map_err(anyhow::Error::msg)?;
     let text = serde_json::to_string(&rec)?;
     if let Some(o) = &a.out {

@@ -538,16 +538,20 @@ fn assignment(plan: &serde_json::Value) -> std::collections::BTreeMap<String, St
 }
 
 /// A job that counts steps every 50 ms up to $1, logs its starts, and on SIGTERM saves its step
-/// to $MISO_CHECKPOINT_DIR and exits (the checkpoint protocol); it resumes from that step.
+/// to $MISO_CHECKPOINT_DIR and exits (the checkpoint protocol); it resumes from that step. Under
+/// profiling it reports each step over the line protocol, slower at fewer MPS threads.
 fn job_script(dir: &std::path::Path) -> std::path::PathBuf {
     let p = dir.join("job.sh");
     std::fs::write(
         &p,
         format!(
             "LOG={}\nstep=$(cat \"$MISO_CHECKPOINT_DIR/step\" 2>/dev/null || echo 0)\n\
-             echo \"start $MISO_JOB $MISO_INSTANCE $CUDA_VISIBLE_DEVICES restart=$MISO_RESTART step=$step\" >> $LOG\n\
+             echo \"start $MISO_JOB $MISO_INSTANCE $CUDA_VISIBLE_DEVICES restart=$MISO_RESTART step=$step mps=${{CUDA_MPS_ACTIVE_THREAD_PERCENTAGE:-none}}\" >> $LOG\n\
              trap 'echo $step > \"$MISO_CHECKPOINT_DIR/step\"; echo \"checkpoint $MISO_JOB $step\" >> $LOG; exit 0' TERM\n\
-             while [ $step -lt $1 ]; do step=$((step+1)); sleep 0.05; done\n",
+             if [ -n \"$MISO_REPORT_PORT\" ]; then exec 3<>/dev/tcp/$MISO_REPORT_HOST/$MISO_REPORT_PORT; fi\n\
+             while [ $step -lt $1 ]; do step=$((step+1)); \
+             if [ -n \"$MISO_REPORT_PORT\" ]; then echo \"$MISO_JOB 0.0$(( 100 / CUDA_MPS_ACTIVE_THREAD_PERCENTAGE + 1 ))\" >&3; fi; \
+             sleep 0.05; done\n",
             dir.join("jobs.log").display()
         ),
     )
@@ -589,8 +593,11 @@ fn jobs_profiled_planned_run_checkpointed_moved_finished_and_restarted() {
         )
     };
     let (c, b) = plan(r#"["x","y"]"#);
-    assert_eq!(c, 409, "x needs a profiling sample first: {b}");
-    assert!(b.contains("profile it"), "{b}");
+    assert_eq!(
+        c, 202,
+        "x has no speeds: the GPU profiles the mix first: {b}"
+    );
+    assert_eq!(json(&b)["unknown"], serde_json::json!(["x"]));
     // Profiling sample for x (slot 0) through `miso profile --for-jobs`.
     let rep = dir.join("report.sh");
     std::fs::write(&rep, "exec 3<>/dev/tcp/$MISO_REPORT_HOST/$MISO_REPORT_PORT\nwhile true; do echo \"$MISO_JOB 0.$(( 1000 / CUDA_MPS_ACTIVE_THREAD_PERCENTAGE + 100 * MISO_JOB ))\" >&3; sleep 0.03; done\n").unwrap();
@@ -976,5 +983,112 @@ fn plans_samples_desired_and_finish_reject_bad_input_and_store_nothing() {
         (j2["state"].as_str(), j2["error"].as_str()),
         (Some("failed"), Some("lost 3 times"))
     );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_new_job_is_profiled_by_the_agent_under_mps_then_planned_and_run() {
+    // MISO's online loop: a job with unknown speeds arrives → the GPU goes to its whole-GPU
+    // instance and the agent runs the mix there under MPS at 100/50/14 % → the sample goes to
+    // the controller → the active model predicts the speeds → the plan is committed → the
+    // agent partitions the GPU and resumes every job from its checkpoint on its instance.
+    let dir = tmpdir("mpsloop");
+    let s = start(&dir);
+    let script = job_script(&dir);
+    assert_eq!(agent(&s, &dir, &["--once"]).wait().unwrap().code(), Some(0));
+    let submit =
+        |b: serde_json::Value| req(&s, "POST", "/v1/jobs", Some(TOKEN), Some(&b.to_string())).0;
+    let cmd = format!("bash {} 100000", script.display());
+    assert_eq!(submit(serde_json::json!({"id": "x", "command": cmd})), 201);
+    assert_eq!(
+        submit(serde_json::json!({"id": "y", "workload": "resnet_train64", "command": cmd})),
+        201
+    );
+    assert_eq!(submit(serde_json::json!({"id": "nocmd"})), 201);
+    let plan = |b: &str| req(&s, "POST", "/v1/nodes/n1/gpus/0/plan", Some(TOKEN), Some(b));
+    let (c, b) = plan(r#"{"jobs":["x","nocmd"]}"#);
+    assert_eq!(c, 409, "{b}");
+    assert!(b.contains("no `command`"), "{b}");
+    let (c, b) = plan(r#"{"jobs":["x","y"],"profile_seconds":0}"#);
+    assert_eq!(c, 400, "{b}");
+    let (c, b) = plan(r#"{"jobs":["x","y"],"profile_seconds":0.5}"#);
+    assert_eq!(c, 202, "{b}");
+    let p = json(&b);
+    assert_eq!(p["layout"], "7g.40gb@0");
+    assert_eq!(p["unknown"], serde_json::json!(["x"]));
+    let (_, d) = req(&s, "GET", "/v1/nodes/n1/desired", Some(TOKEN), None);
+    let d = json(&d);
+    assert_eq!(d[0]["profile"]["jobs"][1]["label"], "resnet_train64");
+    assert_eq!(d[0]["profile"]["levels"], serde_json::json!([100, 50, 14]));
+    let mut a = agent(
+        &s,
+        &dir,
+        &["--interval-ms", "100", "--checkpoint-grace-s", "5"],
+    );
+    let mut want = std::collections::BTreeMap::new();
+    wait_for("the plan after profiling, applied", || {
+        let (_, d) = req(&s, "GET", "/v1/nodes/n1/desired", Some(TOKEN), None);
+        let d = json(&d);
+        if !d[0]["profile"].is_null() {
+            return false;
+        }
+        want = d[0]["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| {
+                (
+                    j["id"].as_str().unwrap().to_string(),
+                    j["instance"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let r = reported_jobs(&s);
+        want.len() == 2
+            && want
+                .iter()
+                .all(|(id, i)| r.get(id).is_some_and(|j| &j.0 == i))
+    });
+    a.kill().unwrap();
+    a.wait().unwrap();
+    // One sample, with the job ids, measured under MPS on the whole-GPU instance.
+    let (_, st) = req(&s, "GET", "/v1/state", Some(TOKEN), None);
+    assert_eq!(json(&st)["samples"], 1);
+    let log = std::fs::read_to_string(dir.join("jobs.log")).unwrap();
+    for id in ["x", "y"] {
+        let starts: Vec<&str> = log
+            .lines()
+            .filter(|l| l.starts_with(&format!("start {id} ")))
+            .collect();
+        assert_eq!(
+            starts.len(),
+            4,
+            "three MPS levels, then its instance: {log}"
+        );
+        for (k, lvl) in ["mps=100", "mps=50", "mps=14"].iter().enumerate() {
+            assert!(
+                starts[k].contains("7g.40gb@0 MIG-sim-0000-") && starts[k].ends_with(lvl),
+                "{}",
+                starts[k]
+            );
+        }
+        assert!(
+            starts[3].contains(&format!("{} MIG-sim-0000-", want[id]))
+                && starts[3].ends_with("mps=none"),
+            "{}",
+            starts[3]
+        );
+        assert!(
+            !starts[3].contains("step=0 "),
+            "resumed from the profiling checkpoint: {}",
+            starts[3]
+        );
+    }
+    for (_, (_, pid, _, _)) in reported_jobs(&s) {
+        Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .status()
+            .unwrap();
+    }
     std::fs::remove_dir_all(&dir).ok();
 }

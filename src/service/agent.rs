@@ -4,6 +4,10 @@
 //! towards the layout through its `GpuControl` backend, starts the jobs on their new instances,
 //! and reports what the GPU has and what runs on it. A crash mid-plan leaves a valid layout
 //! (every step of a diff is valid) and the runner's saved state; the next pass converges.
+//!
+//! A GPU in a profiling phase (a job with unknown speeds arrived) gets the whole-GPU instance;
+//! the agent runs the mix there under an MPS daemon at each thread level, as `miso profile`
+//! does, and sends the sample with the job ids; the controller then plans the GPU.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,6 +18,7 @@ use crate::control::{self, GpuControl};
 use crate::gpu::{self, GpuModel, Instance, Layout};
 
 use super::client::request;
+use super::profile::{profile_mix, MpsTarget, ProfileJob};
 use super::runner::{Ended, Runner};
 
 /// Settings of `miso agent`.
@@ -73,6 +78,7 @@ struct Wanted {
 /// Converge GPU `idx` to its desired state `d`: checkpoint → destroy/create → start.
 /// Returns (layout now, error, job reports).
 fn converge(
+    cfg: &AgentConfig,
     ctl: &mut dyn GpuControl,
     runner: &mut Runner,
     model: &GpuModel,
@@ -176,6 +182,22 @@ fn converge(
             }
         }
     }
+    // 4. A profiling phase: run the mix under MPS on the whole-GPU instance, send the sample.
+    if let Some(p) = d.get("profile").filter(|p| !p.is_null()) {
+        let request = p["request"].as_str().unwrap_or_default();
+        if !request.is_empty() && !runner.was_profiled(request) {
+            match profile_on(cfg, ctl, runner, model, idx, &now, p, log) {
+                Ok(()) => runner.profiled(request),
+                Err(Retry(e)) => {
+                    error.get_or_insert(e);
+                }
+                Err(GiveUp(e)) => {
+                    runner.profiled(request);
+                    error.get_or_insert(e);
+                }
+            }
+        }
+    }
     let mut jobs: Vec<Value> = runner
         .running()
         .iter()
@@ -189,6 +211,89 @@ fn converge(
             .map(|w| json!({"id": w.id, "instance": w.label, "state": "failed"})),
     );
     (error, jobs)
+}
+
+/// Why profiling did not end with a sample at the controller.
+enum ProfileError {
+    /// Try again next pass (the instance is not there yet, the controller is unreachable).
+    Retry(String),
+    /// The profiling itself failed (a job reported nothing): not repeated for this request.
+    GiveUp(String),
+}
+use ProfileError::{GiveUp, Retry};
+
+/// Profile the mix of request `p` on the whole-GPU instance of `now` and send the sample.
+#[allow(clippy::too_many_arguments)]
+fn profile_on(
+    cfg: &AgentConfig,
+    ctl: &mut dyn GpuControl,
+    runner: &mut Runner,
+    model: &GpuModel,
+    idx: u32,
+    now: &Layout,
+    p: &Value,
+    log: &mut dyn FnMut(&str),
+) -> Result<(), ProfileError> {
+    let inst = match now.instances() {
+        [i] if model.profiles[i.profile as usize].compute_slices == model.compute_slices => *i,
+        _ => {
+            return Err(Retry(format!(
+                "profiling waits for the whole-GPU instance (GPU has {})",
+                now.label(model)
+            )))
+        }
+    };
+    let label = inst.label(model);
+    let levels: Vec<u32> = p["levels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_u64().map(|v| v as u32))
+        .collect();
+    let seconds = p["seconds"].as_f64().unwrap_or(10.0);
+    let mut jobs = Vec::new();
+    let mut ids = Vec::new();
+    for j in p["jobs"].as_array().into_iter().flatten() {
+        let id = j["id"].as_str().unwrap_or_default().to_string();
+        let Some(command) = j["command"].as_str() else {
+            return Err(GiveUp(format!("profiling: job `{id}` has no command")));
+        };
+        let env = runner.begin(&id, &label).map_err(GiveUp)?;
+        jobs.push(ProfileJob {
+            label: j["label"].as_str().unwrap_or(&id).to_string(),
+            command: command.to_string(),
+            key: id.clone(),
+            env,
+        });
+        ids.push(id);
+    }
+    log(&format!(
+        "GPU {idx}: profiling {} under MPS on {label} at {levels:?} % threads, {seconds} s each",
+        ids.join(", ")
+    ));
+    let target = MpsTarget {
+        ctl,
+        gpu: idx,
+        instance: Some(inst),
+    };
+    let rec = profile_mix(
+        &jobs,
+        &levels,
+        seconds,
+        Some(target),
+        model.name,
+        0,
+        runner.grace,
+    )
+    .map_err(|e| GiveUp(format!("profiling: {e}")))?;
+    let mut v = serde_json::to_value(&rec).map_err(|e| GiveUp(e.to_string()))?;
+    v["jobs"] = json!(ids);
+    let r = call(cfg, "POST", "/v1/samples", Some(&v)).map_err(Retry)?;
+    log(&format!(
+        "GPU {idx}: sample {} sent; planned: {}",
+        r["seq"], r["planned"]
+    ));
+    Ok(())
 }
 
 /// Register, then reconcile forever (or once).
@@ -265,7 +370,7 @@ pub fn run(
                     let Some(model) = model_of(idx) else {
                         continue;
                     };
-                    let (mut error, jobs) = converge(ctl, &mut runner, model, idx, &d, log);
+                    let (mut error, jobs) = converge(cfg, ctl, &mut runner, model, idx, &d, log);
                     let now = ctl.layout(idx).map(|l| l.label(model)).unwrap_or_else(|e| {
                         error.get_or_insert(e.to_string());
                         "empty".into()

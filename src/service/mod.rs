@@ -319,15 +319,12 @@ async fn finish_job(
     };
     let mut out = json!({"id": id, "state": state, "replanned": null});
     if let Some((node, idx)) = on {
+        // A GPU still profiling its mix is planned when the sample arrives.
         let rest: Vec<String> = st
-            .desired(&node)?
-            .into_iter()
-            .find(|(i, _, _)| *i == idx)
-            .and_then(|(_, _, j)| j.as_array().cloned())
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|j| j["id"].as_str().map(str::to_string))
-            .collect();
+            .desired_gpu(&node, idx)?
+            .filter(|d| d.profile.is_none())
+            .map(|d| d.job_ids())
+            .unwrap_or_default();
         if !rest.is_empty() {
             let model = node_gpu(&st, &node, idx)?;
             out["replanned"] = match plan::plan_gpu(
@@ -338,8 +335,9 @@ async fn finish_job(
                 model,
                 &rest,
                 &Options::default(),
+                None,
             ) {
-                Ok(p) => {
+                Ok((_, p)) => {
                     json!({"node": node, "index": idx, "layout": p["layout"], "decision": p["decision"]})
                 }
                 Err(e) => json!({"node": node, "index": idx, "error": e.1}),
@@ -385,6 +383,12 @@ async fn add_sample(
             )));
         }
     }
+    let active = s.active.lock().map_err(|_| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "model lock poisoned".into(),
+        )
+    })?;
     let st = s.store()?;
     if let Some(j) = &jobs {
         let a = j
@@ -413,7 +417,17 @@ async fn add_sample(
         }
     }
     let seq = st.add_sample(&raw, jobs.as_ref())?;
-    Ok((StatusCode::CREATED, Json(json!({"seq": seq}))).into_response())
+    // A GPU that was profiling this mix gets its plan now.
+    let planned = if jobs.is_some() {
+        plan::after_sample(&st, active.as_ref())?
+    } else {
+        Vec::new()
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"seq": seq, "planned": planned})),
+    )
+        .into_response())
 }
 
 /// `POST /v1/recommend`: jobs → layout + plan, nothing applied or stored.
@@ -581,10 +595,8 @@ async fn put_desired(
         }
         None => {
             let old = st
-                .desired(&node)?
-                .into_iter()
-                .find(|(i, _, _)| *i == idx)
-                .map(|(_, _, j)| j)
+                .desired_gpu(&node, idx)?
+                .map(|d| d.jobs)
                 .unwrap_or(json!([]));
             serde_json::from_value::<Vec<Assigned>>(old)
                 .unwrap_or_default()
@@ -610,14 +622,26 @@ async fn get_desired(
     s.auth(&h, false)?;
     let st = s.store()?;
     let mut v = Vec::new();
-    for (i, l, jobs) in st.desired(&node)? {
+    for d in st.desired(&node)? {
         let mut js = Vec::new();
-        for j in jobs.as_array().into_iter().flatten() {
+        for j in d.jobs.as_array().into_iter().flatten() {
             let id = j["id"].as_str().unwrap_or_default();
             let command = st.job(id)?.map(|(b, _)| b["command"].clone());
             js.push(json!({"id": id, "instance": j["instance"], "command": command.unwrap_or(Value::Null)}));
         }
-        v.push(json!({"index": i, "layout": l, "jobs": js}));
+        let profile = match &d.profile {
+            None => Value::Null,
+            Some(p) => {
+                let mut pj = Vec::new();
+                for id in d.profiled() {
+                    let body = st.job(&id)?.map(|(b, _)| b).unwrap_or(Value::Null);
+                    let label = body["workload"].as_str().unwrap_or(&id).to_string();
+                    pj.push(json!({"id": id, "label": label, "command": body["command"]}));
+                }
+                json!({"request": p["request"], "levels": p["levels"], "seconds": p["seconds"], "jobs": pj})
+            }
+        };
+        v.push(json!({"index": d.index, "layout": d.layout, "jobs": js, "profile": profile}));
     }
     Ok(Json(v).into_response())
 }
@@ -634,6 +658,12 @@ struct PlanBody {
     spare: bool,
     #[serde(default)]
     cost_aware: bool,
+    /// Seconds per MPS level when the mix must be profiled first (default 10).
+    #[serde(default)]
+    profile_seconds: Option<f64>,
+    /// The three MPS active-thread percentages (default 100, 50, 14).
+    #[serde(default)]
+    profile_levels: Option<[u32; 3]>,
 }
 
 /// `POST /v1/nodes/{name}/gpus/{index}/plan`: decide layout + assignment for these jobs (least
@@ -658,23 +688,40 @@ async fn plan_gpu(
     let ids = match r.jobs {
         Some(j) => j,
         None => st
-            .desired(&node)?
-            .into_iter()
-            .find(|(i, _, _)| *i == idx)
-            .and_then(|(_, _, j)| j.as_array().cloned())
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|j| j["id"].as_str().map(str::to_string))
-            .collect(),
+            .desired_gpu(&node, idx)?
+            .map(|d| d.job_ids())
+            .unwrap_or_default(),
     };
+    let mut prof = plan::ProfileSettings::default();
+    if let Some(sec) = r.profile_seconds {
+        if !(sec.is_finite() && sec > 0.0 && sec <= 600.0) {
+            return Err(bad(format!("profile_seconds: {sec} (0 < seconds <= 600)")));
+        }
+        prof.seconds = sec;
+    }
+    if let Some(l) = r.profile_levels {
+        if let Some(k) = l.iter().position(|v| *v == 0 || *v > 100) {
+            return Err(bad(format!("profile_levels[{k}]: {} (1..=100)", l[k])));
+        }
+        prof.levels = l;
+    }
     let opts = Options {
         objective: r.objective.unwrap_or_default(),
         spare: r.spare,
         cost_aware: r.cost_aware,
         ..Options::default()
     };
-    let out = plan::plan_gpu(&st, active.as_ref(), &node, idx, model, &ids, &opts)?;
-    Ok((StatusCode::CREATED, Json(out)).into_response())
+    let (code, out) = plan::plan_gpu(
+        &st,
+        active.as_ref(),
+        &node,
+        idx,
+        model,
+        &ids,
+        &opts,
+        Some(&prof),
+    )?;
+    Ok((code, Json(out)).into_response())
 }
 
 #[derive(Deserialize)]

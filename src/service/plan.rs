@@ -3,6 +3,10 @@
 //! the newest MPS sample that profiled them), planned against the GPU's desired layout with
 //! least disruption, and committed as the new desired layout + job assignment in one
 //! transaction. The node's agent converges to it (checkpoint → destroy/create → restart).
+//!
+//! When a job has no speeds yet, the GPU first goes through a profiling phase, as in MISO: its
+//! desired layout becomes the whole-GPU instance, and the agent runs the whole mix there under
+//! MPS at each thread level and sends the sample; the sample's arrival triggers the plan.
 
 use axum::http::StatusCode;
 use serde_json::{json, Value};
@@ -13,10 +17,42 @@ use crate::perf::{MpsMatrix, SLOTS};
 use crate::predictor::data::SampleRecord;
 use crate::predictor::Predictor;
 
+use super::store::Desired;
 use super::{bad, ApiError, Store};
 
 fn conflict(msg: String) -> ApiError {
     ApiError(StatusCode::CONFLICT, msg)
+}
+
+/// How the agent profiles a mix under MPS.
+#[derive(Clone, Debug)]
+pub(super) struct ProfileSettings {
+    pub levels: [u32; 3],
+    pub seconds: f64,
+}
+
+impl Default for ProfileSettings {
+    fn default() -> Self {
+        ProfileSettings {
+            levels: [100, 50, 14],
+            seconds: 10.0,
+        }
+    }
+}
+
+/// The whole-GPU instance of `model` (MISO profiles there under MPS).
+fn whole_gpu(model: &GpuModel) -> Result<Layout, ApiError> {
+    model
+        .profiles
+        .iter()
+        .rposition(|p| p.standard && p.compute_slices == model.compute_slices)
+        .map(|p| Layout::new(vec![gpu::Instance::new(p, 0)]))
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{} has no whole-GPU profile", model.name),
+            )
+        })
 }
 
 /// The MPS matrix of a sample (slots beyond its jobs are idle dummies), checking every latency.
@@ -40,14 +76,13 @@ pub(super) fn sample_matrix(rec: &SampleRecord) -> Result<MpsMatrix, String> {
     Ok(MpsMatrix::from_latencies(lat, real))
 }
 
-/// The desired layout of GPU `idx` of `node` and its job → instance assignment.
-fn desired_of(st: &Store, node: &str, idx: u32) -> Result<(String, Value), ApiError> {
-    Ok(st
-        .desired(node)?
-        .into_iter()
-        .find(|(i, _, _)| *i == idx)
-        .map(|(_, l, j)| (l, j))
-        .unwrap_or_else(|| ("empty".into(), json!([]))))
+fn stored_spec(id: &str, body: Value) -> Result<JobSpec, ApiError> {
+    serde_json::from_value(body).map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("stored job `{id}`: {e}"),
+        )
+    })
 }
 
 /// One stored job as the optimizer sees it on `model` with `current` layout; `on`: the
@@ -67,12 +102,7 @@ fn resolve(
     if state == "finished" || state == "failed" {
         return Err(conflict(format!("jobs[{k}]: job `{id}` has {state}")));
     }
-    let mut spec: JobSpec = serde_json::from_value(body).map_err(|e| {
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("stored job `{id}`: {e}"),
-        )
-    })?;
+    let mut spec = stored_spec(id, body)?;
     spec.instance = on;
     if spec.workload.is_some() || spec.speeds.is_some() {
         let j = spec
@@ -127,8 +157,9 @@ fn resolve(
     Ok((j, json!({"model": name, "sample": seq, "slot": slot})))
 }
 
-/// Plan GPU `idx` of `node` (a `model`) to run exactly the jobs `ids`, and commit it. Returns
-/// the reply: layout with jobs, objective, plan steps, decision number.
+/// Plan GPU `idx` of `node` (a `model`) to run exactly the jobs `ids`, and commit it. When some
+/// job has no speeds yet and `profile` is given, a profiling phase is committed instead (202).
+/// Returns the status and the reply: layout with jobs, objective, plan steps, decision number.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn plan_gpu(
     st: &Store,
@@ -138,12 +169,19 @@ pub(super) fn plan_gpu(
     model: &'static GpuModel,
     ids: &[String],
     opts: &Options,
-) -> Result<Value, ApiError> {
-    let (label, assigned) = desired_of(st, node, idx)?;
-    let current = gpu::parse_valid_layout(model, &label)
+    profile: Option<&ProfileSettings>,
+) -> Result<(StatusCode, Value), ApiError> {
+    let desired = st.desired_gpu(node, idx)?.unwrap_or(Desired {
+        node: node.into(),
+        index: idx,
+        layout: "empty".into(),
+        jobs: json!([]),
+        profile: None,
+    });
+    let current = gpu::parse_valid_layout(model, &desired.layout)
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let on = |id: &str| {
-        assigned.as_array().and_then(|a| {
+        desired.jobs.as_array().and_then(|a| {
             a.iter()
                 .find(|j| j["id"] == id)
                 .and_then(|j| j["instance"].as_str().map(str::to_string))
@@ -154,20 +192,76 @@ pub(super) fn plan_gpu(
             return Err(bad(format!("jobs[{k}]: `{id}` given twice")));
         }
     }
-    for (n, i, _, jobs) in st.desired_all()? {
-        if n == node && i == idx {
+    for d in st.desired_all()? {
+        if d.node == node && d.index == idx {
             continue;
         }
         for (k, id) in ids.iter().enumerate() {
-            if jobs
-                .as_array()
-                .is_some_and(|a| a.iter().any(|j| j["id"] == *id))
-            {
+            if d.job_ids().contains(id) {
                 return Err(conflict(format!(
-                    "jobs[{k}]: job `{id}` runs on GPU {i} of node `{n}`"
+                    "jobs[{k}]: job `{id}` runs on GPU {} of node `{}`",
+                    d.index, d.node
                 )));
             }
         }
+    }
+    let dropped: Vec<String> = desired
+        .job_ids()
+        .into_iter()
+        .filter(|id| !ids.contains(id))
+        .collect();
+    // Jobs with neither given speeds nor a sample: profile the mix first.
+    let mut unknown = Vec::new();
+    let mut commands = Vec::new();
+    for (k, id) in ids.iter().enumerate() {
+        let (body, state) = st
+            .job(id)?
+            .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("jobs[{k}]: no job `{id}`")))?;
+        if state == "finished" || state == "failed" {
+            return Err(conflict(format!("jobs[{k}]: job `{id}` has {state}")));
+        }
+        let spec = stored_spec(id, body)?;
+        if spec.workload.is_none() && spec.speeds.is_none() && st.latest_sample_for(id)?.is_none() {
+            unknown.push(id.clone());
+        }
+        commands.push(spec.command.is_some());
+    }
+    if let (Some(p), false) = (profile, unknown.is_empty()) {
+        if let Some(k) = commands.iter().position(|c| !c) {
+            return Err(conflict(format!(
+                "jobs[{k}]: job `{}` has no `command`, so the agent cannot profile the mix \
+                 with {}; give it speeds or profile it yourself (miso profile --for-jobs)",
+                ids[k],
+                unknown.join(", ")
+            )));
+        }
+        if ids.len() > SLOTS {
+            return Err(ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("{} jobs: a GPU runs at most {SLOTS}", ids.len()),
+            ));
+        }
+        let whole = whole_gpu(model)?.label(model);
+        let request = format!(
+            "{node}/{idx}/{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        );
+        let prof = json!({
+            "request": request,
+            "jobs": ids,
+            "levels": p.levels,
+            "seconds": p.seconds,
+            "after_sample": st.last_sample_seq()?,
+            "options": {"objective": opts.objective, "spare": opts.spare, "cost_aware": opts.cost_aware},
+        });
+        let seq = st.start_profile(node, idx, &whole, &prof, &dropped)?;
+        return Ok((
+            StatusCode::ACCEPTED,
+            json!({"node": node, "index": idx, "gpu": model.name, "layout": whole, "profiling": prof, "unknown": unknown, "decision": seq}),
+        ));
     }
     let mut jobs = Vec::new();
     let mut sources = Vec::new();
@@ -186,14 +280,6 @@ pub(super) fn plan_gpu(
         .zip(&d.assignment)
         .filter_map(|(i, a)| a.map(|j| json!({"id": jobs[j].id, "instance": i.label(model)})))
         .collect();
-    let dropped: Vec<String> = assigned
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|j| j["id"].as_str())
-        .filter(|id| !ids.iter().any(|i| i == id))
-        .map(str::to_string)
-        .collect();
     let target = d.layout.label(model);
     let mut out = json!({
         "node": node,
@@ -206,6 +292,46 @@ pub(super) fn plan_gpu(
     });
     let seq = st.apply_plan(node, idx, &target, &json!(assignment), &out, &dropped)?;
     out["decision"] = json!(seq);
+    Ok((StatusCode::CREATED, out))
+}
+
+/// After a sample arrived: every GPU whose profiling phase now has a newer sample for each of
+/// its jobs is planned with the options it was asked with. A plan that fails ends the phase
+/// (the GPU keeps its layout, with no job) and says why.
+pub(super) fn after_sample(
+    st: &Store,
+    active: Option<&(String, Predictor)>,
+) -> Result<Vec<Value>, ApiError> {
+    let mut out = Vec::new();
+    for d in st.desired_all()? {
+        let Some(p) = &d.profile else { continue };
+        let after = p["after_sample"].as_i64().unwrap_or(0);
+        let ids = d.profiled();
+        let mut ready = true;
+        for id in &ids {
+            ready &= st
+                .latest_sample_for(id)?
+                .is_some_and(|(seq, _, _)| seq > after);
+        }
+        if !ready {
+            continue;
+        }
+        let o = &p["options"];
+        let opts = Options {
+            objective: serde_json::from_value(o["objective"].clone()).unwrap_or_default(),
+            spare: o["spare"].as_bool().unwrap_or(false),
+            cost_aware: o["cost_aware"].as_bool().unwrap_or(false),
+            ..Options::default()
+        };
+        let model = super::node_gpu(st, &d.node, d.index)?;
+        match plan_gpu(st, active, &d.node, d.index, model, &ids, &opts, None) {
+            Ok((_, v)) => out.push(json!({"node": d.node, "index": d.index, "layout": v["layout"], "decision": v["decision"]})),
+            Err(e) => {
+                st.set_desired(&d.node, d.index, &d.layout, &json!([]))?;
+                out.push(json!({"node": d.node, "index": d.index, "error": e.1}));
+            }
+        }
+    }
     Ok(out)
 }
 

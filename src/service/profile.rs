@@ -3,9 +3,12 @@
 //! iteration times over a line protocol; the mean latency per job and level becomes one sample
 //! in the project's format (`miso-mps-sample/1`).
 //!
-//! Line protocol: a job gets `MISO_REPORT_HOST`, `MISO_REPORT_PORT` and `MISO_JOB` (its slot) in
-//! its environment, connects over TCP and writes one line per finished iteration:
-//! `<slot> <seconds of that iteration>\n`. The first iteration of each job is dropped (warm-up).
+//! Line protocol: a job gets `MISO_REPORT_HOST`, `MISO_REPORT_PORT` and `MISO_JOB` (its slot for
+//! `miso profile`, its job id when the agent profiles) in its environment, connects over TCP and
+//! writes one line per finished iteration: `<MISO_JOB> <seconds of that iteration>\n`. The first
+//! iteration of each job is dropped (warm-up). At the end of each level a job gets the
+//! checkpoint signal (SIGTERM to its process group; SIGKILL after the grace period), so a real
+//! training job keeps its progress across the levels.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -18,11 +21,14 @@ use crate::control::{GpuControl, Mps};
 use crate::gpu::Instance;
 use crate::predictor::data::{SampleRecord, SlotRecord, SAMPLE_FORMAT};
 
-/// One job of the mix: its label (workload name) and the command that runs it.
+/// One job of the mix: its label (workload name, recorded in the sample), the command that runs
+/// it, the `MISO_JOB` it reports under, and more environment (checkpoint folder, restarts).
 #[derive(Clone, Debug)]
 pub struct ProfileJob {
     pub label: String,
     pub command: String,
+    pub key: String,
+    pub env: Vec<(String, String)>,
 }
 
 /// Where to profile under MPS: a GPU (MIG off) or one of its instances (MISO profiles on the
@@ -33,14 +39,28 @@ pub struct MpsTarget<'a> {
     pub instance: Option<Instance>,
 }
 
-/// Kill each job's whole process group (the job's `sh -c` and everything it started).
-fn kill_all(children: &mut [Child]) {
+/// Stop each job's whole process group (the job's `sh -c` and everything it started): SIGTERM,
+/// then SIGKILL to what is left after `grace`.
+fn stop_all(children: &mut [Child], grace: Duration) {
+    let group = |c: &Child, sig: libc::c_int| {
+        // SAFETY: kill(2) on the job's process group; no memory is involved.
+        unsafe {
+            libc::kill(-(c.id() as libc::pid_t), sig);
+        }
+    };
+    for c in children.iter() {
+        group(c, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline
+        && children
+            .iter_mut()
+            .any(|c| matches!(c.try_wait(), Ok(None)))
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     for c in children.iter_mut() {
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", c.id())])
-            .stderr(Stdio::null())
-            .status();
-        let _ = c.kill();
+        group(c, libc::SIGKILL);
         let _ = c.wait();
     }
 }
@@ -54,6 +74,7 @@ pub fn profile_mix(
     mps: Option<MpsTarget<'_>>,
     gpu_name: &str,
     mix: usize,
+    grace: Duration,
 ) -> Result<SampleRecord, String> {
     if jobs.is_empty() || jobs.len() > crate::perf::SLOTS {
         return Err(format!("{} jobs given: a mix has 1..=7", jobs.len()));
@@ -75,7 +96,7 @@ pub fn profile_mix(
     let result: Result<Vec<[f64; 3]>, String> = (|| {
         let mut lat = vec![[0.0f64; 3]; jobs.len()];
         for (li, &level) in levels.iter().enumerate() {
-            let means = run_level(jobs, level, seconds, m)?;
+            let means = run_level(jobs, level, seconds, m, grace)?;
             for (j, m) in means.iter().enumerate() {
                 lat[j][li] = m.ok_or_else(|| {
                     format!(
@@ -113,6 +134,7 @@ fn run_level(
     level: u32,
     seconds: f64,
     mps: Option<&Mps>,
+    grace: Duration,
 ) -> Result<Vec<Option<f64>>, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
@@ -128,7 +150,8 @@ fn run_level(
         c.env("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE", level.to_string())
             .env("MISO_REPORT_HOST", "127.0.0.1")
             .env("MISO_REPORT_PORT", port.to_string())
-            .env("MISO_JOB", k.to_string())
+            .env("MISO_JOB", &j.key)
+            .envs(j.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if let Some(d) = mps {
@@ -137,7 +160,7 @@ fn run_level(
         match c.spawn() {
             Ok(ch) => children.push(ch),
             Err(e) => {
-                kill_all(&mut children);
+                stop_all(&mut children, grace);
                 return Err(format!("cannot start job {k} (`{}`): {e}", j.command));
             }
         }
@@ -149,7 +172,7 @@ fn run_level(
             Ok((stream, _)) => {
                 let samples = samples.clone();
                 let stop = stop.clone();
-                let n = jobs.len();
+                let keys: Vec<String> = jobs.iter().map(|j| j.key.clone()).collect();
                 let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
                 readers.push(std::thread::spawn(move || {
                     let mut r = BufReader::new(stream);
@@ -161,12 +184,12 @@ fn run_level(
                             Ok(_) => {
                                 let mut it = line.split_whitespace();
                                 let (Some(slot), Some(v)) = (
-                                    it.next().and_then(|s| s.parse::<usize>().ok()),
+                                    it.next().and_then(|s| keys.iter().position(|k| k == s)),
                                     it.next().and_then(|s| s.parse::<f64>().ok()),
                                 ) else {
                                     continue; // not our protocol: ignore the line
                                 };
-                                if slot < n && v.is_finite() && v > 0.0 {
+                                if v.is_finite() && v > 0.0 {
                                     if let Ok(mut s) = samples.lock() {
                                         s[slot].push(v);
                                     }
@@ -189,7 +212,7 @@ fn run_level(
         }
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    kill_all(&mut children);
+    stop_all(&mut children, grace);
     drop(listener);
     for r in readers {
         let _ = r.join();

@@ -59,6 +59,9 @@ struct Saved {
     finished: BTreeMap<String, bool>,
     /// Jobs given up after too many losses, and whether the controller knows.
     failed: BTreeMap<String, bool>,
+    /// Profiling requests of the controller this agent has carried out.
+    #[serde(default)]
+    profiled: Vec<String>,
 }
 
 /// The agent's job processes.
@@ -190,8 +193,6 @@ impl Runner {
             return Err(format!("job `{id}` runs already"));
         }
         let name = file_name(id);
-        let ckpt = self.dir.join("checkpoints").join(&name);
-        std::fs::create_dir_all(&ckpt).map_err(|e| format!("{}: {e}", ckpt.display()))?;
         let log_path = self.dir.join("logs").join(format!("{name}.log"));
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -199,16 +200,15 @@ impl Runner {
             .open(&log_path)
             .map_err(|e| format!("{}: {e}", log_path.display()))?;
         let err = log.try_clone().map_err(|e| e.to_string())?;
-        let before = self.s.starts.get(id).copied().unwrap_or(0);
+        let env = self.begin(id, instance)?;
+        let starts = self.s.starts.get(id).copied().unwrap_or(1);
         let mut c = Command::new("sh");
         c.arg("-c").arg(command);
         // Its own process group: the checkpoint signal reaches everything the job started.
         std::os::unix::process::CommandExt::process_group(&mut c, 0);
-        c.env("CUDA_VISIBLE_DEVICES", device)
+        c.envs(env)
+            .env("CUDA_VISIBLE_DEVICES", device)
             .env("MISO_JOB", id)
-            .env("MISO_INSTANCE", instance)
-            .env("MISO_CHECKPOINT_DIR", &ckpt)
-            .env("MISO_RESTART", before.to_string())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err);
@@ -220,14 +220,44 @@ impl Runner {
             gpu,
             instance: instance.to_string(),
             pid: child.id(),
-            starts: before + 1,
+            starts,
         };
-        self.s.starts.insert(id.to_string(), before + 1);
         self.s.running.push(j);
         self.children.insert(id.to_string(), child);
         self.save();
         self.get(id)
             .ok_or_else(|| "lost track of a started job".to_string())
+    }
+
+    /// Count a start of job `id` on `instance` and return its environment (without
+    /// `CUDA_VISIBLE_DEVICES` and `MISO_JOB`): instance, checkpoint folder, earlier starts.
+    /// Used for runs on an instance and for the runs of a profiling phase alike.
+    pub fn begin(&mut self, id: &str, instance: &str) -> Result<Vec<(String, String)>, String> {
+        let ckpt = self.dir.join("checkpoints").join(file_name(id));
+        std::fs::create_dir_all(&ckpt).map_err(|e| format!("{}: {e}", ckpt.display()))?;
+        let before = self.s.starts.get(id).copied().unwrap_or(0);
+        self.s.starts.insert(id.to_string(), before + 1);
+        self.save();
+        Ok(vec![
+            ("MISO_INSTANCE".into(), instance.into()),
+            ("MISO_CHECKPOINT_DIR".into(), ckpt.display().to_string()),
+            ("MISO_RESTART".into(), before.to_string()),
+        ])
+    }
+
+    /// Whether the controller's profiling request was carried out here.
+    pub fn was_profiled(&self, request: &str) -> bool {
+        self.s.profiled.iter().any(|r| r == request)
+    }
+
+    /// Remember a carried-out profiling request (the last 100).
+    pub fn profiled(&mut self, request: &str) {
+        self.s.profiled.push(request.to_string());
+        let n = self.s.profiled.len();
+        if n > 100 {
+            self.s.profiled.drain(..n - 100);
+        }
+        self.save();
     }
 
     /// Whether job `id` has exited; `Some(status text, success)` when it has.

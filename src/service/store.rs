@@ -22,6 +22,49 @@ pub struct Store {
     conn: Connection,
 }
 
+/// The state a node's GPU should have.
+#[derive(Clone, Debug)]
+pub struct Desired {
+    pub node: String,
+    pub index: u32,
+    pub layout: String,
+    /// Which job runs on which instance: `[{"id": .., "instance": "3g.20gb@4"}]`.
+    pub jobs: Value,
+    /// While the GPU profiles its mix under MPS: `{"request", "jobs": [ids], "levels",
+    /// "seconds", "options"}`; the plan follows when the sample arrives.
+    pub profile: Option<Value>,
+}
+
+impl Desired {
+    /// Ids of the jobs assigned to instances.
+    pub fn assigned(&self) -> Vec<String> {
+        self.jobs
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|j| j["id"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// Ids of the jobs being profiled.
+    pub fn profiled(&self) -> Vec<String> {
+        self.profile
+            .as_ref()
+            .and_then(|p| p["jobs"].as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|j| j.as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// The GPU's jobs: assigned or being profiled.
+    pub fn job_ids(&self) -> Vec<String> {
+        let mut v = self.assigned();
+        v.extend(self.profiled());
+        v
+    }
+}
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS nodes (name TEXT PRIMARY KEY, body TEXT NOT NULL, registered_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, body TEXT NOT NULL, state TEXT NOT NULL, submitted_at REAL NOT NULL, finished_at REAL);
@@ -49,6 +92,7 @@ impl Store {
         // Databases made before these columns existed.
         s.ensure_column("desired", "jobs", "TEXT NOT NULL DEFAULT '[]'")?;
         s.ensure_column("samples", "jobs", "TEXT")?;
+        s.ensure_column("desired", "profile", "TEXT")?;
         Ok(s)
     }
 
@@ -117,18 +161,39 @@ impl Store {
             });
         }
         let mut on = None;
-        for (node, idx, _, jobs) in desired_rows(&tx, None)? {
-            let kept: Vec<Value> = jobs
-                .as_array()
-                .map(|a| a.iter().filter(|j| j["id"] != id).cloned().collect())
-                .unwrap_or_default();
-            if kept.len() != jobs.as_array().map_or(0, |a| a.len()) {
-                tx.execute(
-                    "UPDATE desired SET jobs = ?3 WHERE node = ?1 AND idx = ?2",
-                    params![node, idx, Value::Array(kept).to_string()],
-                )?;
-                on = Some((node, idx));
+        for d in desired_rows(&tx, None)? {
+            if !d.job_ids().iter().any(|j| j == id) {
+                continue;
             }
+            let kept: Vec<&Value> = d
+                .jobs
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|j| j["id"] != id)
+                .collect();
+            let profile = d.profile.clone().and_then(|mut p| {
+                let left: Vec<Value> = d
+                    .profiled()
+                    .into_iter()
+                    .filter(|j| j != id)
+                    .map(Value::String)
+                    .collect();
+                (!left.is_empty()).then(|| {
+                    p["jobs"] = Value::Array(left);
+                    p
+                })
+            });
+            tx.execute(
+                "UPDATE desired SET jobs = ?3, profile = ?4 WHERE node = ?1 AND idx = ?2",
+                params![
+                    d.node,
+                    d.index,
+                    serde_json::json!(kept).to_string(),
+                    profile.map(|p| p.to_string())
+                ],
+            )?;
+            on = Some((d.node, d.index));
         }
         tx.commit()?;
         Ok(on)
@@ -174,6 +239,15 @@ impl Store {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// The newest sample's number (0 when none).
+    pub fn last_sample_seq(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM samples", [], |r| {
+                r.get(0)
+            })?)
+    }
+
     pub fn samples(&self) -> Result<Vec<Value>, StoreError> {
         self.list("SELECT body FROM samples ORDER BY seq")
     }
@@ -198,7 +272,7 @@ impl Store {
     }
 
     /// What GPU `idx` of `node` should have: its layout and which job runs on which instance
-    /// (`[{"id": .., "instance": "3g.20gb@4"}]`).
+    /// (`[{"id": .., "instance": "3g.20gb@4"}]`). Ends a profiling phase.
     pub fn set_desired(
         &self,
         node: &str,
@@ -207,33 +281,72 @@ impl Store {
         jobs: &Value,
     ) -> Result<(), StoreError> {
         self.conn.execute(
-            "INSERT INTO desired (node, idx, layout, jobs) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(node, idx) DO UPDATE SET layout = excluded.layout, jobs = excluded.jobs",
+            "INSERT INTO desired (node, idx, layout, jobs, profile) VALUES (?1, ?2, ?3, ?4, NULL) ON CONFLICT(node, idx) DO UPDATE SET layout = excluded.layout, jobs = excluded.jobs, profile = NULL",
             params![node, idx, layout, jobs.to_string()],
         )?;
         Ok(())
     }
 
-    /// (gpu index, desired layout, job assignment) of a node.
-    pub fn desired(&self, node: &str) -> Result<Vec<(u32, String, Value)>, StoreError> {
-        Ok(desired_rows(&self.conn, Some(node))?
-            .into_iter()
-            .map(|(_, i, l, j)| (i, l, j))
-            .collect())
+    /// The desired state of each GPU of a node.
+    pub fn desired(&self, node: &str) -> Result<Vec<Desired>, StoreError> {
+        desired_rows(&self.conn, Some(node))
     }
 
-    /// Every GPU's desired state: (node, index, layout, jobs).
-    pub fn desired_all(&self) -> Result<Vec<(String, u32, String, Value)>, StoreError> {
+    /// The desired state of GPU `idx` of `node`, if it has one.
+    pub fn desired_gpu(&self, node: &str, idx: u32) -> Result<Option<Desired>, StoreError> {
+        Ok(self.desired(node)?.into_iter().find(|d| d.index == idx))
+    }
+
+    /// Every GPU's desired state.
+    pub fn desired_all(&self) -> Result<Vec<Desired>, StoreError> {
         desired_rows(&self.conn, None)
     }
 
     /// Commit a plan for GPU `idx` of `node` in one transaction: the decision, the new layout
-    /// and assignment, `running` jobs marked running and `dropped` ones queued again.
+    /// and assignment (ending any profiling phase), assigned jobs marked running and `dropped`
+    /// ones queued again.
     pub fn apply_plan(
         &self,
         node: &str,
         idx: u32,
         layout: &str,
         jobs: &Value,
+        decision: &Value,
+        dropped: &[String],
+    ) -> Result<i64, StoreError> {
+        self.commit_gpu(node, idx, layout, jobs, None, decision, dropped)
+    }
+
+    /// Start a profiling phase on GPU `idx` of `node`: the whole-GPU `layout`, no assignment,
+    /// and the profile request; its jobs are marked running and `dropped` ones queued again.
+    pub fn start_profile(
+        &self,
+        node: &str,
+        idx: u32,
+        layout: &str,
+        profile: &Value,
+        dropped: &[String],
+    ) -> Result<i64, StoreError> {
+        let decision = serde_json::json!({"node": node, "index": idx, "profile": profile});
+        self.commit_gpu(
+            node,
+            idx,
+            layout,
+            &serde_json::json!([]),
+            Some(profile),
+            &decision,
+            dropped,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn commit_gpu(
+        &self,
+        node: &str,
+        idx: u32,
+        layout: &str,
+        jobs: &Value,
+        profile: Option<&Value>,
         decision: &Value,
         dropped: &[String],
     ) -> Result<i64, StoreError> {
@@ -244,13 +357,20 @@ impl Store {
         )?;
         let seq = tx.last_insert_rowid();
         tx.execute(
-            "INSERT INTO desired (node, idx, layout, jobs) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(node, idx) DO UPDATE SET layout = excluded.layout, jobs = excluded.jobs",
-            params![node, idx, layout, jobs.to_string()],
+            "INSERT INTO desired (node, idx, layout, jobs, profile) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(node, idx) DO UPDATE SET layout = excluded.layout, jobs = excluded.jobs, profile = excluded.profile",
+            params![node, idx, layout, jobs.to_string(), profile.map(|p| p.to_string())],
         )?;
-        for j in jobs.as_array().into_iter().flatten() {
+        let d = Desired {
+            node: node.into(),
+            index: idx,
+            layout: layout.into(),
+            jobs: jobs.clone(),
+            profile: profile.cloned(),
+        };
+        for id in d.job_ids() {
             tx.execute(
                 "UPDATE jobs SET state = 'running' WHERE id = ?1 AND state = 'queued'",
-                params![j["id"].as_str().unwrap_or("")],
+                params![id],
             )?;
         }
         for id in dropped {
@@ -326,12 +446,9 @@ impl Store {
 }
 
 /// Rows of the desired table, of one node or all.
-fn desired_rows(
-    conn: &Connection,
-    node: Option<&str>,
-) -> Result<Vec<(String, u32, String, Value)>, StoreError> {
+fn desired_rows(conn: &Connection, node: Option<&str>) -> Result<Vec<Desired>, StoreError> {
     let mut st = conn.prepare(
-        "SELECT node, idx, layout, jobs FROM desired WHERE ?1 IS NULL OR node = ?1 ORDER BY node, idx",
+        "SELECT node, idx, layout, jobs, profile FROM desired WHERE ?1 IS NULL OR node = ?1 ORDER BY node, idx",
     )?;
     let rows = st.query_map(params![node], |r| {
         Ok((
@@ -339,17 +456,19 @@ fn desired_rows(
             r.get::<_, u32>(1)?,
             r.get::<_, String>(2)?,
             r.get::<_, String>(3)?,
+            r.get::<_, Option<String>>(4)?,
         ))
     })?;
     let mut out = Vec::new();
     for r in rows {
-        let (n, i, l, j) = r?;
-        out.push((
-            n,
-            i,
-            l,
-            serde_json::from_str(&j).unwrap_or(Value::Array(vec![])),
-        ));
+        let (node, index, layout, j, p) = r?;
+        out.push(Desired {
+            node,
+            index,
+            layout,
+            jobs: serde_json::from_str(&j).unwrap_or(Value::Array(vec![])),
+            profile: p.and_then(|p| serde_json::from_str(&p).ok()),
+        });
     }
     Ok(out)
 }
