@@ -80,8 +80,14 @@ now, e.g. \"3g.20gb@4\"; must be in --current) and \"restart_s\" (checkpoint + r
     Reconfigure(ReconfigureArgs),
     /// Run the controller: HTTP API for nodes, jobs, profiling samples, recommendations.
     Serve(ServeArgs),
-    /// Run the node agent: register this host's GPUs with the controller, then keep each GPU's
-    /// MIG layout converged to the desired one (level-triggered reconcile).
+    /// Run the node agent: register this host's GPUs with the controller, then keep each GPU
+    /// converged to its desired state (level-triggered): checkpoint the jobs whose instance
+    /// changes (SIGTERM), reconcile the MIG layout, start the jobs on their instances, profile
+    /// a mix under MPS when the controller asks, report.
+    ///
+    /// A job runs as `sh -c COMMAND` in its own process group with CUDA_VISIBLE_DEVICES (its MIG
+    /// device), MISO_JOB, MISO_INSTANCE, MISO_CHECKPOINT_DIR and MISO_RESTART. On SIGTERM it
+    /// saves to MISO_CHECKPOINT_DIR and exits; it resumes from there when started again.
     Agent(AgentArgs),
     /// Load-test a controller's recommendation endpoint (loopback only): paced requests for a
     /// fixed time; prints throughput and latency percentiles.
@@ -203,9 +209,10 @@ struct AgentArgs {
     /// (simulated placement rules, NVML calls printed).
     #[arg(long, value_enum, default_value = "nvml")]
     backend: BackendArg,
-    /// Simulated/dry-run backends: number of GPUs and their model.
+    /// Simulated/dry-run backends: number of GPUs.
     #[arg(long, default_value_t = 1)]
     sim_gpus: usize,
+    /// Simulated/dry-run backends: the GPU model.
     #[arg(long, default_value = "a100-40gb")]
     gpu: String,
     /// Simulated backend: persist the GPUs' layouts in this file.
