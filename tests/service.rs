@@ -537,7 +537,8 @@ fn assignment(plan: &serde_json::Value) -> std::collections::BTreeMap<String, St
         .collect()
 }
 
-/// A job that counts steps every 50 ms up to $1, logs its starts, and on SIGTERM saves its step
+/// A job that counts steps every 50 ms up to $1, logs its starts (once its SIGTERM handler is
+/// installed, so a test that saw the line may signal it), and on SIGTERM saves its step
 /// to $MISO_CHECKPOINT_DIR and exits (the checkpoint protocol); it resumes from that step. Under
 /// profiling it reports each step over the line protocol, slower at fewer MPS threads.
 fn job_script(dir: &std::path::Path) -> std::path::PathBuf {
@@ -546,8 +547,8 @@ fn job_script(dir: &std::path::Path) -> std::path::PathBuf {
         &p,
         format!(
             "LOG={}\nstep=$(cat \"$MISO_CHECKPOINT_DIR/step\" 2>/dev/null || echo 0)\n\
-             echo \"start $MISO_JOB $MISO_INSTANCE $CUDA_VISIBLE_DEVICES restart=$MISO_RESTART step=$step mps=${{CUDA_MPS_ACTIVE_THREAD_PERCENTAGE:-none}}\" >> $LOG\n\
              trap 'echo $step > \"$MISO_CHECKPOINT_DIR/step\"; echo \"checkpoint $MISO_JOB $step\" >> $LOG; exit 0' TERM\n\
+             echo \"start $MISO_JOB $MISO_INSTANCE $CUDA_VISIBLE_DEVICES restart=$MISO_RESTART step=$step mps=${{CUDA_MPS_ACTIVE_THREAD_PERCENTAGE:-none}}\" >> $LOG\n\
              if [ -n \"$MISO_REPORT_PORT\" ]; then exec 3<>/dev/tcp/$MISO_REPORT_HOST/$MISO_REPORT_PORT; fi\n\
              while [ $step -lt $1 ]; do step=$((step+1)); \
              if [ -n \"$MISO_REPORT_PORT\" ]; then echo \"$MISO_JOB 0.0$(( 100 / CUDA_MPS_ACTIVE_THREAD_PERCENTAGE + 1 ))\" >&3; fi; \
@@ -649,6 +650,12 @@ fn jobs_profiled_planned_run_checkpointed_moved_finished_and_restarted() {
         a1.iter()
             .all(|(id, inst)| r.get(id).is_some_and(|j| &j.0 == inst && j.3 == "running"))
     });
+    let log_has =
+        |what: &str| std::fs::read_to_string(dir.join("jobs.log")).is_ok_and(|l| l.contains(what));
+    wait_for("both jobs started (handlers installed)", || {
+        log_has("start x ") && log_has("start y ")
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300)); // some progress to checkpoint
     let log = std::fs::read_to_string(dir.join("jobs.log")).unwrap();
     assert!(
         log.contains(&format!("start x {} MIG-sim-0000-", a1["x"])),
