@@ -189,7 +189,8 @@ struct ServeArgs {
     /// Folder of model directories (list/activate/retrain through the API).
     #[arg(long, default_value = "models")]
     models: std::path::PathBuf,
-    /// Model to activate at start (skipped when absent).
+    /// Model to activate at start when none was active before (skipped when absent); the
+    /// model activated through the API survives restarts.
     #[arg(long, default_value = "default")]
     model: String,
 }

@@ -397,6 +397,23 @@ fn models_list_predict_retrain_and_hot_swap() {
     assert!(models.join("site/model.json").exists());
     let (_, b) = req(&s, "POST", "/v1/predict", Some(TOKEN), Some(&one));
     assert!(b.contains("\"model\":\"site\""), "{b}");
+    // The registry is durable: a SIGKILLed controller comes back with `site` active, not the
+    // start-up default.
+    drop(s);
+    let s = start_with(&dir, &["--models", models.to_str().unwrap()]);
+    let (_, b) = req(&s, "GET", "/v1/models", Some(TOKEN), None);
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    let site = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "site")
+        .unwrap();
+    assert_eq!(site["active"], true, "{b}");
+    assert_eq!(
+        site["registered"]["how"], "active before the restart",
+        "{b}"
+    );
     // And back, without a restart.
     assert_eq!(
         req(&s, "POST", "/v1/models/default/activate", Some(TOKEN), None).0,

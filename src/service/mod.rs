@@ -809,6 +809,7 @@ async fn list_models(State(s): State<Arc<AppState>>, h: HeaderMap) -> ApiResult 
         .lock()
         .ok()
         .and_then(|a| a.as_ref().map(|(n, _)| n.clone()));
+    let registry = s.store()?.models()?;
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(&s.models_dir) {
         let mut dirs: Vec<_> = rd
@@ -826,19 +827,37 @@ async fn list_models(State(s): State<Arc<AppState>>, h: HeaderMap) -> ApiResult 
                 .ok()
                 .and_then(|t| serde_json::from_str(&t).ok())
                 .unwrap_or(Value::Null);
+            let reg = registry.get(&name);
             out.push(json!({"name": name, "active": active.as_deref() == Some(name.as_str()), "arch": meta["arch"], "feature_version": meta["feature_version"],
-                "mae": meta["metrics"]["mae"], "data_fingerprint": meta["data_fingerprint"], "split": meta["split"]}));
+                "mae": meta["metrics"]["mae"], "data_fingerprint": meta["data_fingerprint"], "split": meta["split"],
+                "recipe": meta["recipe"], "registered": reg.map(|(b, t)| json!({"at": t, "how": b["how"]}))}));
         }
     }
     Ok(Json(out).into_response())
 }
 
-fn activate_model(s: &AppState, name: &str) -> Result<Value, ApiError> {
+/// Load model `name`, record it as the active one (committed first), then swap it in.
+fn activate_model(s: &AppState, name: &str, how: &str) -> Result<Value, ApiError> {
     model_name_ok(name)?;
     let p = crate::predictor::Predictor::load(&s.models_dir.join(name))
         .map_err(|e| ApiError(StatusCode::NOT_FOUND, e.to_string()))?;
+    swap_in(s, name, p, how)
+}
+
+/// Record `p` as the active model in the registry, then make it the one predictions use.
+fn swap_in(
+    s: &AppState,
+    name: &str,
+    p: crate::predictor::Predictor,
+    how: &str,
+) -> Result<Value, ApiError> {
     let arch = p.meta.arch.name();
     let mae = p.meta.metrics.mae;
+    let v = json!({"active": name, "arch": arch, "mae": mae});
+    s.store()?.activate_model(
+        name,
+        &json!({"arch": arch, "mae": mae, "recipe": p.meta.recipe, "how": how}),
+    )?;
     let mut a = s.active.lock().map_err(|_| {
         ApiError(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -846,7 +865,7 @@ fn activate_model(s: &AppState, name: &str) -> Result<Value, ApiError> {
         )
     })?;
     *a = Some((name.to_string(), p));
-    Ok(json!({"active": name, "arch": arch, "mae": mae}))
+    Ok(v)
 }
 
 /// `POST /v1/models/{name}/activate`: load a model and swap it in.
@@ -858,7 +877,7 @@ async fn activate(
     s.count("models");
     s.auth(&h, true)?;
     let st = s.clone();
-    let v = tokio::task::spawn_blocking(move || activate_model(&st, &name))
+    let v = tokio::task::spawn_blocking(move || activate_model(&st, &name, "activated"))
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok(Json(v).into_response())
@@ -936,13 +955,7 @@ async fn retrain(
         p.save(&dir)
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         let mae = p.meta.metrics.mae;
-        let mut a = st.active.lock().map_err(|_| {
-            ApiError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "model lock poisoned".into(),
-            )
-        })?;
-        *a = Some((r.name.clone(), p));
+        swap_in(&st, &r.name, p, "retrained")?;
         Ok(json!({"active": r.name, "samples": ds.samples.len(), "mae": mae}))
     })
     .await
@@ -1016,11 +1029,23 @@ pub fn router(
         recommend_ns: AtomicU64::new(0),
         recommend_count: AtomicU64::new(0),
     });
-    if let Some(name) = active {
-        if s.models_dir.join(name).join("model.json").exists() {
-            activate_model(&s, name)
-                .map_err(|e| format!("cannot activate model `{name}`: {}", e.1))?;
-        }
+    // The model active when the controller stopped wins over the start-up default (when its
+    // folder is still there).
+    let remembered = s
+        .store()
+        .map_err(|e| e.1)?
+        .active_model()
+        .map_err(|e| e.to_string())?;
+    let candidates = [
+        (remembered.as_deref(), "active before the restart"),
+        (active, "activated at start"),
+    ];
+    if let Some((name, how)) = candidates.iter().find_map(|(n, how)| {
+        n.filter(|n| s.models_dir.join(n).join("model.json").exists())
+            .map(|n| (n, *how))
+    }) {
+        activate_model(&s, name, how)
+            .map_err(|e| format!("cannot activate model `{name}`: {}", e.1))?;
     }
     Ok(Router::new()
         .route("/healthz", get(healthz))

@@ -1,7 +1,9 @@
 //! The controller's durable state in SQLite (WAL, synchronous=FULL): nodes, jobs, profiling
-//! samples, decisions. Every write is committed before the API replies, so an acknowledged
+//! samples, desired/actual GPU states, decisions, and the model registry (which model is
+//! active, how each was made; the weights stay in `models/<name>/`). Every write is committed before the API replies, so an acknowledged
 //! request survives a SIGKILL.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -72,6 +74,7 @@ CREATE TABLE IF NOT EXISTS samples (seq INTEGER PRIMARY KEY AUTOINCREMENT, body 
 CREATE TABLE IF NOT EXISTS desired (node TEXT NOT NULL, idx INTEGER NOT NULL, layout TEXT NOT NULL, jobs TEXT NOT NULL DEFAULT '[]', PRIMARY KEY (node, idx));
 CREATE TABLE IF NOT EXISTS actual (node TEXT NOT NULL, idx INTEGER NOT NULL, body TEXT NOT NULL, reported_at REAL NOT NULL, PRIMARY KEY (node, idx));
 CREATE TABLE IF NOT EXISTS decisions (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, made_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS models (name TEXT PRIMARY KEY, body TEXT NOT NULL, registered_at REAL NOT NULL, active INTEGER NOT NULL DEFAULT 0);
 ";
 
 fn now_s() -> f64 {
@@ -422,6 +425,46 @@ impl Store {
             )
             .optional()?;
         Ok(b.and_then(|b| serde_json::from_str(&b).ok()))
+    }
+
+    /// Register model `name` (its metadata) and make it the active one, in one transaction.
+    pub fn activate_model(&self, name: &str, body: &Value) -> Result<(), StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute("UPDATE models SET active = 0 WHERE active = 1", [])?;
+        tx.execute(
+            "INSERT INTO models (name, body, registered_at, active) VALUES (?1, ?2, ?3, 1) ON CONFLICT(name) DO UPDATE SET body = excluded.body, active = 1",
+            params![name, body.to_string(), now_s()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The active model's name, if one was activated.
+    pub fn active_model(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT name FROM models WHERE active = 1", [], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Registered models: name → (metadata, registered at, unix seconds).
+    pub fn models(&self) -> Result<BTreeMap<String, (Value, f64)>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT name, body, registered_at FROM models")?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, f64>(2)?,
+            ))
+        })?;
+        let mut out = BTreeMap::new();
+        for r in rows {
+            let (n, b, t) = r?;
+            out.insert(n, (serde_json::from_str(&b).unwrap_or(Value::Null), t));
+        }
+        Ok(out)
     }
 
     pub fn count(&self, table: &str) -> Result<i64, StoreError> {
