@@ -970,6 +970,49 @@ fn plans_samples_desired_and_finish_reject_bad_input_and_store_nothing() {
     );
     assert_eq!(c, 201, "{b}");
     let before = desired();
+    // The desired layouts for the cluster's own tools.
+    let layout = json(&before)[0]["layout"].as_str().unwrap().to_string();
+    let (c, b) = req(&s, "GET", "/v1/nodes/n1/export", Some(TOKEN), None);
+    assert_eq!(c, 200, "{b}");
+    assert!(
+        b.contains("miso-n1:") && b.contains(&format!("all GPUs (A100-SXM4-40GB): {layout}")),
+        "{b}"
+    );
+    let (c, b) = req(
+        &s,
+        "GET",
+        "/v1/nodes/n1/export?format=gpu-operator",
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(c, 200);
+    assert!(
+        b.contains("nvidia.com/mig.config=miso-n1") && b.contains("kind: ConfigMap"),
+        "{b}"
+    );
+    let (c, b) = req(
+        &s,
+        "GET",
+        "/v1/nodes/n1/export?format=slurm",
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(c, 200);
+    assert!(b.contains("AutoDetect=nvml"), "{b}");
+    let (c, b) = req(
+        &s,
+        "GET",
+        "/v1/nodes/n1/export?format=yaml",
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(c, 400);
+    assert!(b.contains("format: `yaml`"), "{b}");
+    assert_eq!(
+        req(&s, "GET", "/v1/nodes/zz/export", Some(TOKEN), None).0,
+        404
+    );
+    assert_eq!(req(&s, "GET", "/v1/nodes/n1/export", None, None).0, 401);
     let (c, b) = req(
         &s,
         "POST",

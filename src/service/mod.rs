@@ -648,6 +648,74 @@ async fn get_desired(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct ExportQuery {
+    /// mig-parted (default), gpu-operator or slurm.
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// `GET /v1/nodes/{name}/export?format=mig-parted|gpu-operator|slurm`: the node's desired
+/// layouts for the tools a cluster already runs (config name `miso-<node>`; GPUs without a
+/// desired layout get none).
+async fn export_node(
+    State(s): State<Arc<AppState>>,
+    h: HeaderMap,
+    Path(node): Path<String>,
+    q: Result<axum::extract::Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    s.count("export");
+    s.auth(&h, false)?;
+    let q = q.map_err(|e| bad(format!("query: {}", e.body_text())))?.0;
+    let st = s.store()?;
+    let n = st
+        .node(&node)?
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no node `{node}`")))?;
+    let mut model: Option<&'static gpu::GpuModel> = None;
+    let mut layouts = Vec::new();
+    for g in n["gpus"].as_array().into_iter().flatten() {
+        let idx = g["index"].as_u64().unwrap_or(0) as u32;
+        let m = node_gpu(&st, &node, idx)?;
+        if model.is_some_and(|x| x.short != m.short) {
+            return Err(ApiError(
+                StatusCode::CONFLICT,
+                format!("node `{node}` mixes GPU models; export is per model"),
+            ));
+        }
+        model = Some(m);
+        let l = st
+            .desired_gpu(&node, idx)?
+            .map(|d| d.layout)
+            .unwrap_or_else(|| "empty".into());
+        layouts.push(
+            gpu::parse_valid_layout(m, &l)
+                .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
+        );
+    }
+    let m = model
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("node `{node}` has no GPU")))?;
+    let name = format!("miso-{node}");
+    let text = match q.format.as_deref().unwrap_or("mig-parted") {
+        "mig-parted" => gpu::migparted::export(m, &layouts, &name),
+        "gpu-operator" => gpu::migparted::gpu_operator(m, &layouts, &name),
+        "slurm" => gpu::migparted::slurm(m, &layouts),
+        f => {
+            return Err(bad(format!(
+                "format: `{f}` (mig-parted, gpu-operator or slurm)"
+            )))
+        }
+    };
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PlanBody {
     /// The jobs the GPU should run after the plan (left out: the ones it runs now).
     #[serde(default)]
@@ -1062,6 +1130,7 @@ pub fn router(
         )
         .route("/v1/nodes/{name}/desired", get(get_desired))
         .route("/v1/nodes/{name}/gpus/{index}/plan", post(plan_gpu))
+        .route("/v1/nodes/{name}/export", get(export_node))
         .route("/v1/nodes/{name}/report", post(post_report))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{name}/activate", post(activate))
