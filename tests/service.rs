@@ -1116,6 +1116,15 @@ fn a_new_job_is_profiled_by_the_agent_under_mps_then_planned_and_run() {
                 .iter()
                 .all(|(id, i)| r.get(id).is_some_and(|j| &j.0 == i))
     });
+    let (_, m) = req(&s, "GET", "/metrics", Some(TOKEN), None);
+    for line in [
+        "miso_gpus_converged 1",
+        "miso_gpus_profiling 0",
+        "miso_jobs_state{state=\"running\"} 2",
+        "miso_jobs_state{state=\"queued\"} 1",
+    ] {
+        assert!(m.contains(line), "{line}: {m}");
+    }
     a.kill().unwrap();
     a.wait().unwrap();
     // One sample, with the job ids, measured under MPS on the whole-GPU instance.

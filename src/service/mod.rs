@@ -169,12 +169,36 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Result<String, ApiError> {
     );
     out.push_str(&format!("# TYPE miso_recommend_seconds summary\nmiso_recommend_seconds_sum {}\nmiso_recommend_seconds_count {n}\n", ns as f64 / 1e9));
     let st = s.store()?;
-    for t in ["nodes", "jobs", "samples"] {
+    for t in ["nodes", "jobs", "samples", "decisions"] {
         out.push_str(&format!(
             "# TYPE miso_{t} gauge\nmiso_{t} {}\n",
             st.count(t)?
         ));
     }
+    out.push_str("# HELP miso_jobs_state Jobs by state.\n# TYPE miso_jobs_state gauge\n");
+    for (state, n) in st.jobs_by_state()? {
+        out.push_str(&format!("miso_jobs_state{{state=\"{state}\"}} {n}\n"));
+    }
+    // GPUs whose agent reports the desired layout, and GPUs profiling a mix.
+    let actual = st.actual()?;
+    let desired = st.desired_all()?;
+    let converged = desired
+        .iter()
+        .filter(|d| {
+            actual.iter().any(|a| {
+                a["node"] == d.node.as_str()
+                    && a["index"] == d.index
+                    && a["report"]["layout"] == d.layout.as_str()
+            })
+        })
+        .count();
+    let profiling = desired.iter().filter(|d| d.profile.is_some()).count();
+    out.push_str(&format!(
+        "# HELP miso_gpus_desired GPUs with a desired state.\n# TYPE miso_gpus_desired gauge\nmiso_gpus_desired {}\n\
+         # HELP miso_gpus_converged GPUs whose reported layout is the desired one.\n# TYPE miso_gpus_converged gauge\nmiso_gpus_converged {converged}\n\
+         # HELP miso_gpus_profiling GPUs in a profiling phase.\n# TYPE miso_gpus_profiling gauge\nmiso_gpus_profiling {profiling}\n",
+        desired.len()
+    ));
     Ok(out)
 }
 

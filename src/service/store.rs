@@ -467,6 +467,15 @@ impl Store {
         Ok(out)
     }
 
+    /// Number of jobs in each state.
+    pub fn jobs_by_state(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT state, COUNT(*) FROM jobs GROUP BY state ORDER BY state")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
     pub fn count(&self, table: &str) -> Result<i64, StoreError> {
         let sql = match table {
             "nodes" => "SELECT COUNT(*) FROM nodes",
