@@ -1168,3 +1168,77 @@ fn a_new_job_is_profiled_by_the_agent_under_mps_then_planned_and_run() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn schedule_places_queued_jobs_across_gpus_with_the_optimizers_rule() {
+    let dir = tmpdir("schedule");
+    let s = start(&dir);
+    assert_eq!(
+        agent(&s, &dir, &["--once", "--sim-gpus", "2"])
+            .wait()
+            .unwrap()
+            .code(),
+        Some(0)
+    );
+    for (id, w) in [
+        ("a", "bert_train8"),
+        ("b", "resnet_train64"),
+        ("c", "cyclegan_train4"),
+    ] {
+        let b = serde_json::json!({"id": id, "workload": w});
+        assert_eq!(
+            req(&s, "POST", "/v1/jobs", Some(TOKEN), Some(&b.to_string())).0,
+            201
+        );
+    }
+    let sched = |b: &str| req(&s, "POST", "/v1/schedule", Some(TOKEN), Some(b));
+    assert_eq!(sched(r#"{"placement":"random"}"#).0, 400);
+    assert_eq!(sched(r#"{"jobs":["a","zz"]}"#).0, 404);
+    assert_eq!(req(&s, "POST", "/v1/schedule", None, Some("{}")).0, 401);
+    let (_, d) = req(&s, "GET", "/v1/nodes/n1/desired", Some(TOKEN), None);
+    assert_eq!(d, "[]", "bad requests placed nothing");
+    // MISO's rule: the GPU with the fewest jobs, lowest index on a tie.
+    let (c, b) = sched("{}");
+    assert_eq!(c, 200, "{b}");
+    let v = json(&b);
+    let at: Vec<(String, u64)> = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            (
+                j["id"].as_str().unwrap().to_string(),
+                j["index"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        at,
+        vec![("a".into(), 0), ("b".into(), 1), ("c".into(), 0)],
+        "{b}"
+    );
+    let (_, d) = req(&s, "GET", "/v1/nodes/n1/desired", Some(TOKEN), None);
+    let d = json(&d);
+    assert_eq!(d[0]["jobs"].as_array().unwrap().len(), 2);
+    assert_eq!(d[1]["jobs"].as_array().unwrap().len(), 1);
+    // Nothing queued is left; scheduling again changes nothing.
+    let (_, b) = sched("{}");
+    assert_eq!(json(&b)["jobs"], serde_json::json!([]));
+    // A job with unknown speeds goes to the emptier GPU, which profiles its mix (b has no
+    // command, so the agent cannot profile that mix: the job stays queued, with the reason).
+    let x = serde_json::json!({"id": "x", "command": "true"});
+    assert_eq!(
+        req(&s, "POST", "/v1/jobs", Some(TOKEN), Some(&x.to_string())).0,
+        201
+    );
+    let (_, b) = sched("{}");
+    let v = json(&b);
+    assert!(
+        v["jobs"][0]["queued"]
+            .as_str()
+            .unwrap()
+            .contains("no `command`"),
+        "{b}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

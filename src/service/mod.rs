@@ -758,6 +758,90 @@ struct PlanBody {
     profile_levels: Option<[u32; 3]>,
 }
 
+/// MPS profiling settings of a request, checked.
+fn profile_settings(
+    seconds: Option<f64>,
+    levels: Option<[u32; 3]>,
+) -> Result<plan::ProfileSettings, ApiError> {
+    let mut prof = plan::ProfileSettings::default();
+    if let Some(sec) = seconds {
+        if !(sec.is_finite() && sec > 0.0 && sec <= 600.0) {
+            return Err(bad(format!("profile_seconds: {sec} (0 < seconds <= 600)")));
+        }
+        prof.seconds = sec;
+    }
+    if let Some(l) = levels {
+        if let Some(k) = l.iter().position(|v| *v == 0 || *v > 100) {
+            return Err(bad(format!("profile_levels[{k}]: {} (1..=100)", l[k])));
+        }
+        prof.levels = l;
+    }
+    Ok(prof)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleBody {
+    /// Jobs to place, in order (left out: every queued job, oldest first).
+    #[serde(default)]
+    jobs: Option<Vec<String>>,
+    /// fewest-jobs (MISO's rule, default) or best-gain.
+    #[serde(default)]
+    placement: Option<String>,
+    #[serde(default)]
+    objective: Option<Objective>,
+    #[serde(default)]
+    spare: bool,
+    #[serde(default)]
+    cost_aware: bool,
+    #[serde(default)]
+    profile_seconds: Option<f64>,
+    #[serde(default)]
+    profile_levels: Option<[u32; 3]>,
+}
+
+/// `POST /v1/schedule`: place queued jobs on the cluster's GPUs (the optimizer's placement,
+/// as in the simulator) and plan each GPU that takes one.
+async fn schedule(
+    State(s): State<Arc<AppState>>,
+    h: HeaderMap,
+    b: Result<Json<ScheduleBody>, JsonRejection>,
+) -> ApiResult {
+    s.count("schedule");
+    s.auth(&h, true)?;
+    let r = body(b)?;
+    let how = match r.placement.as_deref().unwrap_or("fewest-jobs") {
+        "fewest-jobs" => optimizer::Placement::FewestJobs,
+        "best-gain" => optimizer::Placement::BestGain,
+        p => return Err(bad(format!("placement: `{p}` (fewest-jobs or best-gain)"))),
+    };
+    let prof = profile_settings(r.profile_seconds, r.profile_levels)?;
+    let opts = Options {
+        objective: r.objective.unwrap_or_default(),
+        spare: r.spare,
+        cost_aware: r.cost_aware,
+        ..Options::default()
+    };
+    let active = s.active.lock().map_err(|_| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "model lock poisoned".into(),
+        )
+    })?;
+    let st = s.store()?;
+    let ids = match r.jobs {
+        Some(j) => j,
+        None => st
+            .jobs()?
+            .iter()
+            .filter(|j| j["state"] == "queued")
+            .filter_map(|j| j["id"].as_str().map(str::to_string))
+            .collect(),
+    };
+    let placed = plan::schedule(&st, active.as_ref(), &ids, how, &opts, &prof)?;
+    Ok(Json(json!({"jobs": placed})).into_response())
+}
+
 /// `POST /v1/nodes/{name}/gpus/{index}/plan`: decide layout + assignment for these jobs (least
 /// disruption from the GPU's desired state) and make it the desired state the agent applies.
 async fn plan_gpu(
@@ -784,19 +868,7 @@ async fn plan_gpu(
             .map(|d| d.job_ids())
             .unwrap_or_default(),
     };
-    let mut prof = plan::ProfileSettings::default();
-    if let Some(sec) = r.profile_seconds {
-        if !(sec.is_finite() && sec > 0.0 && sec <= 600.0) {
-            return Err(bad(format!("profile_seconds: {sec} (0 < seconds <= 600)")));
-        }
-        prof.seconds = sec;
-    }
-    if let Some(l) = r.profile_levels {
-        if let Some(k) = l.iter().position(|v| *v == 0 || *v > 100) {
-            return Err(bad(format!("profile_levels[{k}]: {} (1..=100)", l[k])));
-        }
-        prof.levels = l;
-    }
+    let prof = profile_settings(r.profile_seconds, r.profile_levels)?;
     let opts = Options {
         objective: r.objective.unwrap_or_default(),
         spare: r.spare,
@@ -1155,6 +1227,7 @@ pub fn router(
         .route("/v1/nodes/{name}/desired", get(get_desired))
         .route("/v1/nodes/{name}/gpus/{index}/plan", post(plan_gpu))
         .route("/v1/nodes/{name}/export", get(export_node))
+        .route("/v1/schedule", post(schedule))
         .route("/v1/nodes/{name}/report", post(post_report))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{name}/activate", post(activate))

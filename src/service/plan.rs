@@ -352,3 +352,111 @@ pub(super) fn layout_view(
         })
         .collect()
 }
+
+/// Place queued jobs on the cluster's GPUs, in order, with the optimizer's placement rule (the
+/// simulator's MISO policy uses the same `choose_gpu`), then plan each chosen GPU. A job whose
+/// speeds are unknown joins the GPU with the fewest jobs and that GPU profiles its mix. GPUs in
+/// a profiling phase or running 7 jobs take no new job. Returns one entry per job.
+pub(super) fn schedule(
+    st: &Store,
+    active: Option<&(String, Predictor)>,
+    ids: &[String],
+    how: optimizer::Placement,
+    opts: &Options,
+    profile: &ProfileSettings,
+) -> Result<Vec<Value>, ApiError> {
+    for (k, id) in ids.iter().enumerate() {
+        if st.job(id)?.is_none() {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("jobs[{k}]: no job `{id}`"),
+            ));
+        }
+        if ids[..k].contains(id) {
+            return Err(bad(format!("jobs[{k}]: `{id}` given twice")));
+        }
+    }
+    let mut out = Vec::new();
+    for id in ids {
+        let Some((body, state)) = st.job(id)? else {
+            continue;
+        };
+        if state != "queued" {
+            out.push(json!({"id": id, "skipped": format!("job is {state}")}));
+            continue;
+        }
+        // The cluster now: every registered GPU that can take a job, as the optimizer sees it.
+        let mut gpus: Vec<(String, u32, optimizer::GpuState)> = Vec::new();
+        for n in st.nodes()? {
+            let node = n["name"].as_str().unwrap_or_default().to_string();
+            for g in n["gpus"].as_array().into_iter().flatten() {
+                let idx = g["index"].as_u64().unwrap_or(0) as u32;
+                let model = super::node_gpu(st, &node, idx)?;
+                let d = st.desired_gpu(&node, idx)?;
+                if d.as_ref().is_some_and(|d| d.profile.is_some()) {
+                    continue;
+                }
+                let (layout, assigned) = d
+                    .map(|d| (d.layout, d.jobs))
+                    .unwrap_or_else(|| ("empty".into(), json!([])));
+                let Ok(current) = gpu::parse_valid_layout(model, &layout) else {
+                    continue;
+                };
+                let mut jobs = Vec::new();
+                let mut ok = true;
+                for (k, a) in assigned.as_array().into_iter().flatten().enumerate() {
+                    let jid = a["id"].as_str().unwrap_or_default();
+                    let on = a["instance"].as_str().map(str::to_string);
+                    match resolve(st, active, model, &current, jid, on, k) {
+                        Ok((j, _)) => jobs.push(j),
+                        Err(_) => ok = false,
+                    }
+                }
+                if ok && jobs.len() < SLOTS {
+                    gpus.push((
+                        node.clone(),
+                        idx,
+                        optimizer::GpuState {
+                            gpu: model,
+                            layout: current,
+                            jobs,
+                        },
+                    ));
+                }
+            }
+        }
+        let spec = stored_spec(id, body)?;
+        let known =
+            spec.workload.is_some() || spec.speeds.is_some() || st.latest_sample_for(id)?.is_some();
+        let chosen = if known {
+            let model = gpus.first().map(|(_, _, g)| g.gpu);
+            match model.map(|m| resolve(st, active, m, &Layout::empty(), id, None, 0)) {
+                Some(Ok((j, _))) => {
+                    let states: Vec<optimizer::GpuState> =
+                        gpus.iter().map(|(_, _, g)| g.clone()).collect();
+                    optimizer::choose_gpu(&states, &j, how, opts)
+                }
+                Some(Err(e)) => {
+                    out.push(json!({"id": id, "queued": e.1}));
+                    continue;
+                }
+                None => None,
+            }
+        } else {
+            // Unknown speeds: MISO's rule, the GPU with the fewest jobs (lowest first on a tie).
+            (0..gpus.len()).min_by_key(|&g| gpus[g].2.jobs.len())
+        };
+        let Some(g) = chosen else {
+            out.push(json!({"id": id, "queued": "no GPU can take it now"}));
+            continue;
+        };
+        let (node, idx, state) = &gpus[g];
+        let mut mix: Vec<String> = state.jobs.iter().map(|j| j.id.clone()).collect();
+        mix.push(id.clone());
+        match plan_gpu(st, active, node, *idx, state.gpu, &mix, opts, Some(profile)) {
+            Ok((code, v)) => out.push(json!({"id": id, "node": node, "index": idx, "profiling": code == StatusCode::ACCEPTED, "layout": v["layout"], "decision": v["decision"]})),
+            Err(e) => out.push(json!({"id": id, "queued": e.1})),
+        }
+    }
+    Ok(out)
+}
