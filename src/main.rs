@@ -89,6 +89,17 @@ now, e.g. \"3g.20gb@4\"; must be in --current) and \"restart_s\" (checkpoint + r
     /// device), MISO_JOB, MISO_INSTANCE, MISO_CHECKPOINT_DIR and MISO_RESTART. On SIGTERM it
     /// saves to MISO_CHECKPOINT_DIR and exits; it resumes from there when started again.
     Agent(AgentArgs),
+    /// What a controller knows: each GPU's desired and reported layout, the jobs on its
+    /// instances, profiling phases, and every job's state.
+    Status {
+        #[arg(long, default_value = "http://127.0.0.1:7450")]
+        controller: String,
+        #[arg(long)]
+        token_file: Option<std::path::PathBuf>,
+        /// The same as JSON: {"gpus": [...], "jobs": [...]}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Load-test a controller's recommendation endpoint (loopback only): paced requests for a
     /// fixed time; prints throughput and latency percentiles.
     Loadtest {
@@ -583,6 +594,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Nvml { json } => cmd_nvml(json),
         Command::Serve(a) => cmd_serve(a),
         Command::Agent(a) => cmd_agent(a),
+        Command::Status {
+            controller,
+            token_file,
+            json,
+        } => cmd_status(&controller, &token_file, json),
         Command::Profile(a) => cmd_profile(a),
         Command::Loadtest {
             url,
@@ -1136,6 +1152,98 @@ fn cmd_agent(a: AgentArgs) -> Result<()> {
     };
     miso::service::agent::run(&cfg, ctl.as_mut(), &mut |m| eprintln!("agent: {m}"))
         .map_err(anyhow::Error::msg)
+}
+
+fn cmd_status(url: &str, token_file: &Option<std::path::PathBuf>, json_out: bool) -> Result<()> {
+    use miso::service::client::{host_of, request};
+    let host = host_of(url)
+        .map_err(anyhow::Error::msg)
+        .context("--controller")?;
+    let token = read_token(token_file)?;
+    let get = |path: &str| -> Result<serde_json::Value> {
+        let (code, body) =
+            request(&host, "GET", path, token.as_deref(), None).map_err(anyhow::Error::msg)?;
+        if code != 200 {
+            anyhow::bail!("GET {path}: HTTP {code}: {body}");
+        }
+        serde_json::from_str(&body).with_context(|| format!("GET {path}: not JSON"))
+    };
+    let state = get("/v1/state")?;
+    let mut gpus = Vec::new();
+    for n in state["nodes"].as_array().into_iter().flatten() {
+        let name = n["name"].as_str().unwrap_or_default();
+        let desired = get(&format!("/v1/nodes/{name}/desired"))?;
+        for g in n["gpus"].as_array().into_iter().flatten() {
+            let d = desired
+                .as_array()
+                .and_then(|a| a.iter().find(|d| d["index"] == g["index"]))
+                .cloned()
+                .unwrap_or(serde_json::Value::Null);
+            let r = state["gpus"]
+                .as_array()
+                .and_then(|a| {
+                    a.iter()
+                        .find(|x| x["node"] == name && x["index"] == g["index"])
+                })
+                .map(|x| x["report"].clone())
+                .unwrap_or(serde_json::Value::Null);
+            gpus.push(
+                json!({"node": name, "index": g["index"], "model": g["model"],
+                "desired": d["layout"], "reported": r["layout"], "error": r["error"],
+                "converged": !d["layout"].is_null() && d["layout"] == r["layout"],
+                "profiling": !d["profile"].is_null(), "assigned": d["jobs"], "running": r["jobs"]}),
+            );
+        }
+    }
+    if json_out {
+        return print_json(&json!({"gpus": gpus, "jobs": state["jobs"]}));
+    }
+    let s = |v: &serde_json::Value| v.as_str().map(str::to_string).unwrap_or_else(|| "-".into());
+    println!(
+        "{:<12} {:>3} {:<11} {:<34} {:<10} jobs (instance: id)",
+        "NODE", "GPU", "MODEL", "DESIRED", "STATE"
+    );
+    for g in &gpus {
+        let st = if g["profiling"] == true {
+            "profiling"
+        } else if g["converged"] == true {
+            "converged"
+        } else if g["desired"].is_null() {
+            "-"
+        } else {
+            "converging"
+        };
+        let jobs: Vec<String> = g["assigned"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|j| format!("{}: {}", s(&j["instance"]), s(&j["id"])))
+            .collect();
+        println!(
+            "{:<12} {:>3} {:<11} {:<34} {:<10} {}",
+            s(&g["node"]),
+            g["index"],
+            s(&g["model"]),
+            s(&g["desired"]),
+            st,
+            jobs.join(", ")
+        );
+        if let Some(e) = g["error"].as_str() {
+            println!("{:>16} last error: {e}", "");
+        }
+    }
+    println!("\n{:<20} {:<9} {}", "JOB", "STATE", "SPEEDS");
+    for j in state["jobs"].as_array().into_iter().flatten() {
+        let speeds = if let Some(w) = j["workload"].as_str() {
+            w.to_string()
+        } else if !j["speeds"].is_null() {
+            "given".into()
+        } else {
+            "from profiling".into()
+        };
+        println!("{:<20} {:<9} {}", s(&j["id"]), s(&j["state"]), speeds);
+    }
+    Ok(())
 }
 
 /// `fail:K`, `hang:K` or `crash:K`.

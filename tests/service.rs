@@ -1221,6 +1221,35 @@ fn schedule_places_queued_jobs_across_gpus_with_the_optimizers_rule() {
     let d = json(&d);
     assert_eq!(d[0]["jobs"].as_array().unwrap().len(), 2);
     assert_eq!(d[1]["jobs"].as_array().unwrap().len(), 1);
+    // `miso status` shows it (human table and JSON).
+    let status = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_miso"))
+            .args([
+                "status",
+                "--controller",
+                &format!("http://{}", s.addr),
+                "--token-file",
+            ])
+            .arg(dir.join("token"))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = status(&["--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(st["gpus"].as_array().unwrap().len(), 2);
+    assert_eq!(st["gpus"][1]["assigned"][0]["id"], "b");
+    assert_eq!(
+        st["gpus"][0]["converged"], false,
+        "no agent ran since the plan"
+    );
+    let out = String::from_utf8_lossy(&status(&[]).stdout).to_string();
+    assert!(out.contains("converging") && out.contains(": b"), "{out}");
     // Nothing queued is left; scheduling again changes nothing.
     let (_, b) = sched("{}");
     assert_eq!(json(&b)["jobs"], serde_json::json!([]));
