@@ -437,31 +437,44 @@ fn models_list_predict_retrain_and_hot_swap() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `miso profile --no-mps` of two jobs (bert_train8, resnet_train64) that report iteration
+/// times over the line protocol, slower at fewer MPS threads and in the later slot; the sample
+/// goes to the controller.
+fn profile_two(
+    s: &Server,
+    dir: &std::path::Path,
+    seconds: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    let job = dir.join("report.sh");
+    std::fs::write(&job, "exec 3<>/dev/tcp/$MISO_REPORT_HOST/$MISO_REPORT_PORT\nwhile true; do echo \"$MISO_JOB 0.$(( 1000 / CUDA_MPS_ACTIVE_THREAD_PERCENTAGE + 100 * MISO_JOB ))\" >&3; sleep 0.03; done\n").unwrap();
+    Command::new(env!("CARGO_BIN_EXE_miso"))
+        .args([
+            "profile",
+            "--no-mps",
+            "--seconds",
+            seconds,
+            "--controller",
+            &format!("http://{}", s.addr),
+            "--token-file",
+        ])
+        .arg(dir.join("token"))
+        .args(extra)
+        .arg("--job")
+        .arg(format!("bert_train8=bash {}", job.display()))
+        .arg("--job")
+        .arg(format!("resnet_train64=bash {}", job.display()))
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn mps_profiling_collects_a_sample_and_stores_it() {
     // Jobs report iteration times over the line protocol; here a shell loop whose iteration
     // time depends on its MPS thread share (no GPU needed: --no-mps).
     let dir = tmpdir("profile");
     let s = start(&dir);
-    let job = dir.join("job.sh");
-    std::fs::write(&job, "exec 3<>/dev/tcp/$MISO_REPORT_HOST/$MISO_REPORT_PORT\nwhile true; do echo \"$MISO_JOB 0.$(( 1000 / CUDA_MPS_ACTIVE_THREAD_PERCENTAGE + 100 * MISO_JOB ))\" >&3; sleep 0.03; done\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_miso"))
-        .args([
-            "profile",
-            "--no-mps",
-            "--seconds",
-            "0.6",
-            "--controller",
-            &format!("http://{}", s.addr),
-            "--token-file",
-        ])
-        .arg(dir.join("token"))
-        .arg("--job")
-        .arg(format!("bert_train8=bash {}", job.display()))
-        .arg("--job")
-        .arg(format!("resnet_train64=bash {}", job.display()))
-        .output()
-        .unwrap();
+    let out = profile_two(&s, &dir, "0.6", &[]);
     assert!(
         out.status.success(),
         "{}",
@@ -617,27 +630,7 @@ fn jobs_profiled_planned_run_checkpointed_moved_finished_and_restarted() {
     );
     assert_eq!(json(&b)["unknown"], serde_json::json!(["x"]));
     // Profiling sample for x (slot 0) through `miso profile --for-jobs`.
-    let rep = dir.join("report.sh");
-    std::fs::write(&rep, "exec 3<>/dev/tcp/$MISO_REPORT_HOST/$MISO_REPORT_PORT\nwhile true; do echo \"$MISO_JOB 0.$(( 1000 / CUDA_MPS_ACTIVE_THREAD_PERCENTAGE + 100 * MISO_JOB ))\" >&3; sleep 0.03; done\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_miso"))
-        .args([
-            "profile",
-            "--no-mps",
-            "--seconds",
-            "0.5",
-            "--for-jobs",
-            "x,-",
-            "--controller",
-            &format!("http://{}", s.addr),
-            "--token-file",
-        ])
-        .arg(dir.join("token"))
-        .arg("--job")
-        .arg(format!("bert_train8=bash {}", rep.display()))
-        .arg("--job")
-        .arg(format!("resnet_train64=bash {}", rep.display()))
-        .output()
-        .unwrap();
+    let out = profile_two(&s, &dir, "0.5", &["--for-jobs", "x,-"]);
     assert!(
         out.status.success(),
         "{}",

@@ -132,6 +132,20 @@ impl AppState {
             )
         })
     }
+
+    /// The active model (name, predictor), if any. Taken before the store where both are held.
+    #[allow(clippy::type_complexity)]
+    fn active(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, Option<(String, crate::predictor::Predictor)>>, ApiError>
+    {
+        self.active.lock().map_err(|_| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "model lock poisoned".into(),
+            )
+        })
+    }
 }
 
 /// The parsed body, or 400 naming the problem (axum says 422 for a body of the wrong shape;
@@ -328,12 +342,7 @@ async fn finish_job(
     } else {
         serde_json::from_slice(&raw).map_err(|e| bad(format!("body: {e}")))?
     };
-    let active = s.active.lock().map_err(|_| {
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "model lock poisoned".into(),
-        )
-    })?;
+    let active = s.active()?;
     let st = s.store()?;
     let on = st.finish_job(&id, fb.error.as_deref())?;
     let state = if fb.error.is_some() {
@@ -407,12 +416,7 @@ async fn add_sample(
             )));
         }
     }
-    let active = s.active.lock().map_err(|_| {
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "model lock poisoned".into(),
-        )
-    })?;
+    let active = s.active()?;
     let st = s.store()?;
     if let Some(j) = &jobs {
         let a = j
@@ -822,12 +826,7 @@ async fn schedule(
         cost_aware: r.cost_aware,
         ..Options::default()
     };
-    let active = s.active.lock().map_err(|_| {
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "model lock poisoned".into(),
-        )
-    })?;
+    let active = s.active()?;
     let st = s.store()?;
     let ids = match r.jobs {
         Some(j) => j,
@@ -853,12 +852,7 @@ async fn plan_gpu(
     s.count("plan");
     s.auth(&h, true)?;
     let r = body(b)?;
-    let active = s.active.lock().map_err(|_| {
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "model lock poisoned".into(),
-        )
-    })?;
+    let active = s.active()?;
     let st = s.store()?;
     let model = node_gpu(&st, &node, idx)?;
     let ids = match r.jobs {
@@ -1022,12 +1016,7 @@ fn swap_in(
         name,
         &json!({"arch": arch, "mae": mae, "recipe": p.meta.recipe, "how": how}),
     )?;
-    let mut a = s.active.lock().map_err(|_| {
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "model lock poisoned".into(),
-        )
-    })?;
+    let mut a = s.active()?;
     *a = Some((name.to_string(), p));
     Ok(v)
 }
@@ -1139,12 +1128,7 @@ async fn predict(
     let rec = body(b)?;
     let m = plan::sample_matrix(&rec).map_err(bad)?;
     let real: Vec<bool> = rec.slots.iter().map(|sl| sl.label != "dummy").collect();
-    let a = s.active.lock().map_err(|_| {
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "model lock poisoned".into(),
-        )
-    })?;
+    let a = s.active()?;
     let (name, p) = a.as_ref().ok_or_else(|| {
         ApiError(
             StatusCode::CONFLICT,
