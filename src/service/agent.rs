@@ -107,24 +107,26 @@ fn converge(
             }
         }
     }
-    // 1. Checkpoint every job of ours whose instance changes (or that should stop here).
-    for j in runner.running().to_vec() {
-        if j.gpu != idx || wanted.iter().any(|w| w.id == j.id && w.label == j.instance) {
-            continue;
-        }
+    // 1. Checkpoint every job of ours whose instance changes (or that should stop here), all
+    //    at once: one grace period for the whole GPU.
+    let leaving: Vec<_> = runner
+        .running()
+        .iter()
+        .filter(|j| j.gpu == idx && !wanted.iter().any(|w| w.id == j.id && w.label == j.instance))
+        .cloned()
+        .collect();
+    let ids: Vec<String> = leaving.iter().map(|j| j.id.clone()).collect();
+    for ((id, how), j) in runner.checkpoint(&ids).into_iter().zip(&leaving) {
         let to = wanted
             .iter()
-            .find(|w| w.id == j.id)
+            .find(|w| w.id == id)
             .map_or("stopped".to_string(), |w| format!("moves to {}", w.label));
-        match runner.checkpoint(&j.id) {
+        match how {
             Ok(Ended::Killed) => log(&format!(
-                "job {} on {}: no exit within the grace period after SIGTERM, killed ({to})",
-                j.id, j.instance
+                "job {id} on {}: no exit within the grace period after SIGTERM, killed ({to})",
+                j.instance
             )),
-            Ok(_) => log(&format!(
-                "job {} on {}: checkpointed ({to})",
-                j.id, j.instance
-            )),
+            Ok(_) => log(&format!("job {id} on {}: checkpointed ({to})", j.instance)),
             Err(e) => log(&e),
         }
     }

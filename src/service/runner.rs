@@ -278,33 +278,51 @@ impl Runner {
         self.children.remove(id);
     }
 
-    /// Ask job `id` to checkpoint and stop (SIGTERM to its group), wait up to the grace period,
-    /// then SIGKILL. Returns how it ended; it is no longer running afterwards.
-    pub fn checkpoint(&mut self, id: &str) -> Result<Ended, String> {
-        let pid = self
-            .get(id)
-            .map(|j| j.pid)
-            .ok_or_else(|| format!("job `{id}` is not running"))?;
-        sig(pid, libc::SIGTERM);
+    /// Ask jobs `ids` to checkpoint and stop: SIGTERM to every group at once, wait up to one
+    /// grace period for all, then SIGKILL what is left. Returns how each ended (or why it could
+    /// not be asked); none of them runs afterwards.
+    pub fn checkpoint(&mut self, ids: &[String]) -> Vec<(String, Result<Ended, String>)> {
+        let mut out = Vec::new();
+        let mut asked = Vec::new();
+        for id in ids {
+            match self.get(id).map(|j| j.pid) {
+                Some(pid) => {
+                    sig(pid, libc::SIGTERM);
+                    asked.push((id.clone(), pid));
+                }
+                None => out.push((id.clone(), Err(format!("job `{id}` is not running")))),
+            }
+        }
         let deadline = Instant::now() + self.grace;
-        let mut how = Ended::Killed;
-        while Instant::now() < deadline {
-            if self.exited(id, pid).is_some() {
-                how = Ended::Checkpointed;
-                break;
+        let mut done: Vec<bool> = vec![false; asked.len()];
+        while Instant::now() < deadline && done.iter().any(|d| !d) {
+            for (k, (id, pid)) in asked.iter().enumerate() {
+                if !done[k] && self.exited(id, *pid).is_some() {
+                    done[k] = true;
+                }
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        // Whatever is left of the group goes now.
-        sig(pid, libc::SIGKILL);
-        if how == Ended::Killed {
-            if let Some(c) = self.children.get_mut(id) {
-                let _ = c.wait();
+        for ((id, pid), ok) in asked.into_iter().zip(done) {
+            // Whatever is left of the group goes now.
+            sig(pid, libc::SIGKILL);
+            if !ok {
+                if let Some(c) = self.children.get_mut(&id) {
+                    let _ = c.wait();
+                }
             }
+            self.forget(&id);
+            out.push((
+                id,
+                Ok(if ok {
+                    Ended::Checkpointed
+                } else {
+                    Ended::Killed
+                }),
+            ));
         }
-        self.forget(id);
         self.save();
-        Ok(how)
+        out
     }
 
     /// Jobs that ended on their own since the last call. Finished ones are never started
@@ -347,6 +365,10 @@ mod tests {
         d
     }
 
+    fn ids(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
     fn wait_reap(r: &mut Runner) -> Vec<(RunningJob, Ended)> {
         for _ in 0..200 {
             let v = r.reap();
@@ -371,7 +393,7 @@ mod tests {
             "runs already"
         );
         std::thread::sleep(Duration::from_millis(100));
-        assert_eq!(r.checkpoint("a").unwrap(), Ended::Checkpointed);
+        assert_eq!(r.checkpoint(&ids(&["a"]))[0].1, Ok(Ended::Checkpointed));
         assert_eq!(
             std::fs::read_to_string(d.join("checkpoints/a/ck"))
                 .unwrap()
@@ -391,7 +413,7 @@ mod tests {
         )
         .unwrap();
         std::thread::sleep(Duration::from_millis(100));
-        assert_eq!(r.checkpoint("b").unwrap(), Ended::Killed);
+        assert_eq!(r.checkpoint(&ids(&["b"]))[0].1, Ok(Ended::Killed));
         // A job that exits 0 has finished and is reported once.
         r.start("c", "exit 0", 0, "1g.5gb@5", "MIG-w").unwrap();
         let e = wait_reap(&mut r);
@@ -420,13 +442,31 @@ mod tests {
         assert!(r2.is_finished("c") && r2.is_failed("d"));
         let mut r2 = r2;
         r2.grace = Duration::from_millis(300);
-        assert_eq!(r2.checkpoint("a").unwrap(), Ended::Checkpointed);
+        assert_eq!(r2.checkpoint(&ids(&["a"]))[0].1, Ok(Ended::Checkpointed));
         assert_eq!(
             std::fs::read_to_string(d.join("checkpoints/a/ck"))
                 .unwrap()
                 .trim(),
             "1"
         );
+        // Several jobs are asked together; each ends its own way; unknown ids are named.
+        r2.start("e", ok, 0, "3g.20gb@0", "MIG-u").unwrap();
+        r2.start(
+            "f",
+            "trap '' TERM; while true; do sleep 0.02; done",
+            0,
+            "3g.20gb@4",
+            "MIG-t",
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let got = r2.checkpoint(&ids(&["e", "f", "nope"]));
+        assert_eq!(got.len(), 3);
+        let how = |id: &str| got.iter().find(|(i, _)| i == id).map(|(_, h)| h.clone());
+        assert_eq!(how("e"), Some(Ok(Ended::Checkpointed)));
+        assert_eq!(how("f"), Some(Ok(Ended::Killed)));
+        assert!(how("nope").unwrap().unwrap_err().contains("not running"));
+        assert!(r2.running().is_empty());
         // A damaged state file is an error naming it, not a silent reset.
         std::fs::write(d.join("jobs.json"), "{").unwrap();
         assert!(Runner::open(&d).err().unwrap().contains("jobs.json"));
