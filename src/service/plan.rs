@@ -40,19 +40,26 @@ impl Default for ProfileSettings {
     }
 }
 
-/// The whole-GPU instance of `model` (MISO profiles there under MPS).
-fn whole_gpu(model: &GpuModel) -> Result<Layout, ApiError> {
+/// The whole-GPU profile of `model` (its index).
+fn whole_profile(model: &GpuModel) -> Result<usize, ApiError> {
     model
         .profiles
         .iter()
         .rposition(|p| p.standard && p.compute_slices == model.compute_slices)
-        .map(|p| Layout::new(vec![gpu::Instance::new(p, 0)]))
         .ok_or_else(|| {
             ApiError(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("{} has no whole-GPU profile", model.name),
             )
         })
+}
+
+/// The whole-GPU instance of `model` (MISO profiles there under MPS).
+fn whole_gpu(model: &GpuModel) -> Result<Layout, ApiError> {
+    Ok(Layout::new(vec![gpu::Instance::new(
+        whole_profile(model)?,
+        0,
+    )]))
 }
 
 /// The MPS matrix of a sample (slots beyond its jobs are idle dummies), checking every latency.
@@ -142,13 +149,7 @@ fn resolve(
     perf.memory_mb = spec.memory_mb;
     // The other fields (memory, remaining work, restart cost, instance) are checked as usual
     // with a stand-in speed, then the predicted speeds replace it.
-    let whole = model
-        .profiles
-        .iter()
-        .rev()
-        .find(|p| p.standard && p.compute_slices == model.compute_slices)
-        .map(|p| p.name.to_string())
-        .unwrap_or_default();
+    let whole = model.profiles[whole_profile(model)?].name.to_string();
     spec.speeds = Some([(whole, 1.0)].into_iter().collect());
     let mut j = spec
         .resolve(model, current, k)
