@@ -260,9 +260,21 @@ fn agent(s: &Server, dir: &std::path::Path, extra: &[&str]) -> Child {
         .arg(dir.join("agent"))
         .args(extra)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(agent_log(dir))
         .spawn()
         .unwrap()
+}
+
+/// The agents' stderr, appended to `<dir>/agent.log` (read it when a test fails).
+fn agent_log(dir: &std::path::Path) -> Stdio {
+    match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("agent.log"))
+    {
+        Ok(f) => Stdio::from(f),
+        Err(_) => Stdio::null(),
+    }
 }
 
 #[test]

@@ -17,6 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::runner::{group_alive, signal_group};
 use crate::control::{GpuControl, Mps};
 use crate::gpu::Instance;
 use crate::predictor::data::{SampleRecord, SlotRecord, SAMPLE_FORMAT};
@@ -40,27 +41,22 @@ pub struct MpsTarget<'a> {
 }
 
 /// Stop each job's whole process group (the job's `sh -c` and everything it started): SIGTERM,
-/// then SIGKILL to what is left after `grace`.
+/// then SIGKILL to what is left after `grace` (groups still saving their checkpoint are waited
+/// for, not only the leaders).
 fn stop_all(children: &mut [Child], grace: Duration) {
-    let group = |c: &Child, sig: libc::c_int| {
-        // SAFETY: kill(2) on the job's process group; no memory is involved.
-        unsafe {
-            libc::kill(-(c.id() as libc::pid_t), sig);
-        }
-    };
     for c in children.iter() {
-        group(c, libc::SIGTERM);
+        signal_group(c.id(), libc::SIGTERM);
     }
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline
         && children
             .iter_mut()
-            .any(|c| matches!(c.try_wait(), Ok(None)))
+            .any(|c| matches!(c.try_wait(), Ok(None)) || group_alive(c.id()))
     {
         std::thread::sleep(Duration::from_millis(20));
     }
     for c in children.iter_mut() {
-        group(c, libc::SIGKILL);
+        signal_group(c.id(), libc::SIGKILL);
         let _ = c.wait();
     }
 }

@@ -75,11 +75,41 @@ pub struct Runner {
     pub max_losses: u32,
 }
 
-fn sig(pid: u32, s: libc::c_int) {
-    // SAFETY: kill(2) on the job's process group (negative pid); no memory is involved.
+/// Send signal `s` to process group `pgid` (a job's `sh -c` and everything it started).
+pub fn signal_group(pgid: u32, s: libc::c_int) {
+    // SAFETY: kill(2) on a process group (negative pid); no memory is involved.
     unsafe {
-        libc::kill(-(pid as libc::pid_t), s);
+        libc::kill(-(pgid as libc::pid_t), s);
     }
+}
+
+/// Whether any live (non-zombie) process is left in process group `pgid`, read from
+/// `/proc/<pid>/stat` ("pid (comm) state ppid pgrp ..."). The leader `sh` may exit at once on
+/// SIGTERM while the job it started is still saving its checkpoint: only an empty group is done.
+pub fn group_alive(pgid: u32) -> bool {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    rd.flatten().any(|e| {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            return false;
+        };
+        let Ok(st) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        let mut f = st
+            .rsplit_once(')')
+            .map(|(_, r)| r)
+            .unwrap_or("")
+            .split_whitespace();
+        let (state, _ppid, pgrp) = (f.next(), f.next(), f.next());
+        state != Some("Z") && pgrp.and_then(|g| g.parse::<u32>().ok()) == Some(pgid)
+    })
+}
+
+fn sig(pid: u32, s: libc::c_int) {
+    signal_group(pid, s)
 }
 
 /// A job id as a file name (ids are checked by the controller; this is a second guard).
@@ -297,7 +327,7 @@ impl Runner {
         let mut done: Vec<bool> = vec![false; asked.len()];
         while Instant::now() < deadline && done.iter().any(|d| !d) {
             for (k, (id, pid)) in asked.iter().enumerate() {
-                if !done[k] && self.exited(id, *pid).is_some() {
+                if !done[k] && self.exited(id, *pid).is_some() && !group_alive(*pid) {
                     done[k] = true;
                 }
             }
