@@ -411,6 +411,27 @@ mod tests {
     }
 
     #[test]
+    fn a_group_outlives_its_leader() {
+        let mut c = Command::new("sh");
+        c.args(["-c", "sleep 5; true"]);
+        std::os::unix::process::CommandExt::process_group(&mut c, 0);
+        let mut child = c.spawn().unwrap();
+        let pgid = child.id();
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(group_alive(pgid));
+        // The leader dies alone: its `sleep` still holds the group.
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(group_alive(pgid), "the sleep is still there");
+        signal_group(pgid, libc::SIGKILL);
+        let t = Instant::now();
+        while group_alive(pgid) && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!group_alive(pgid));
+    }
+
+    #[test]
     fn checkpoint_kill_finish_loss_and_adoption() {
         let d = dir("all");
         let mut r = Runner::open(&d).unwrap();
