@@ -1313,13 +1313,7 @@ fn cmd_profile(a: ProfileArgs) -> Result<()> {
         None => None,
         Some(l) => {
             let model = gpu::gpu(&a.gpu)?;
-            match gpu::Layout::parse(model, l)
-                .context("--instance")?
-                .instances()
-            {
-                [i] => Some(*i),
-                _ => anyhow::bail!("--instance: expected one instance, e.g. 7g.40gb@0"),
-            }
+            Some(gpu::Instance::parse(model, l).context("--instance")?)
         }
     };
     let target = nvml.as_mut().map(|n| miso::service::profile::MpsTarget {

@@ -563,6 +563,16 @@ fn reported_jobs(s: &Server) -> std::collections::BTreeMap<String, (String, u64,
     out
 }
 
+/// Kill the process groups of the jobs the agent reported (they outlive the agent).
+fn kill_jobs(s: &Server) {
+    for (_, (_, pid, _, _)) in reported_jobs(s) {
+        Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .status()
+            .unwrap();
+    }
+}
+
 /// job id → instance of a plan reply.
 fn assignment(plan: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
     plan["layout"]
@@ -755,12 +765,7 @@ fn jobs_profiled_planned_run_checkpointed_moved_finished_and_restarted() {
     a.kill().unwrap();
     a.wait().unwrap();
     // The jobs outlive the agent (own process groups); clean them up.
-    for (_, (_, pid, _, _)) in reported_jobs(&s) {
-        Command::new("kill")
-            .args(["-KILL", "--", &format!("-{pid}")])
-            .status()
-            .unwrap();
-    }
+    kill_jobs(&s);
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -844,12 +849,7 @@ fn agent_lost_at_every_step_of_a_plan_converges_with_its_jobs() {
         .filter(|l| l.starts_with("bash ") && l.contains(&script.display().to_string()))
         .count();
     assert_eq!(n, 1, "only c is left running");
-    for (_, (_, pid, _, _)) in reported_jobs(&s) {
-        Command::new("kill")
-            .args(["-KILL", "--", &format!("-{pid}")])
-            .status()
-            .unwrap();
-    }
+    kill_jobs(&s);
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -1165,12 +1165,7 @@ fn a_new_job_is_profiled_by_the_agent_under_mps_then_planned_and_run() {
             starts[3]
         );
     }
-    for (_, (_, pid, _, _)) in reported_jobs(&s) {
-        Command::new("kill")
-            .args(["-KILL", "--", &format!("-{pid}")])
-            .status()
-            .unwrap();
-    }
+    kill_jobs(&s);
     std::fs::remove_dir_all(&dir).ok();
 }
 

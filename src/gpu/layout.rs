@@ -27,6 +27,17 @@ impl Instance {
         }
     }
 
+    /// Parse one instance, `3g.20gb@4` (syntax and profile name only, as [`Layout::parse`]).
+    pub fn parse(gpu: &GpuModel, text: &str) -> Result<Instance, GpuError> {
+        match Layout::parse(gpu, text)?.instances() {
+            [i] => Ok(*i),
+            _ => Err(GpuError::Syntax {
+                input: text.to_string(),
+                reason: "expected one instance, e.g. 3g.20gb@4".to_string(),
+            }),
+        }
+    }
+
     /// `3g.20gb@4`
     pub fn label(&self, gpu: &GpuModel) -> String {
         format!(

@@ -356,3 +356,17 @@ fn cluster_engine_exports() {
         3
     );
 }
+
+#[test]
+fn one_instance_parses_or_names_the_problem() {
+    let g = super::gpu("a100-40gb").unwrap();
+    let i = Instance::parse(g, " 3g.20gb@4 ").unwrap();
+    assert_eq!(i.label(g), "3g.20gb@4");
+    for bad in ["3g.20gb@0,3g.20gb@4", "empty", "9g.99gb@0", "3g.20gb"] {
+        assert!(Instance::parse(g, bad).is_err(), "{bad}");
+    }
+    let e = Instance::parse(g, "1g.5gb@0,1g.5gb@1")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("expected one instance"), "{e}");
+}

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::gpu::{GpuModel, Layout};
+use crate::gpu::{GpuModel, Instance, Layout};
 use crate::perf::{self, kind_index, JobPerf, KINDS};
 
 use super::{restart_s_for_model, OptError, OptJob, DEFAULT_RESTART_S};
@@ -136,17 +136,14 @@ impl JobSpec {
         let cur = match &self.instance {
             None => None,
             Some(s) => {
-                let l = Layout::parse(gpu, s).map_err(|e| bad(f("instance"), e.to_string()))?;
-                match l.instances() {
-                    [i] if current.instances().contains(i) => Some(*i),
-                    [_] => {
-                        return Err(bad(
-                            f("instance"),
-                            format!("{s} is not in the current layout {}", current.label(gpu)),
-                        ))
-                    }
-                    _ => return Err(bad(f("instance"), "expected one instance, e.g. 3g.20gb@4")),
+                let i = Instance::parse(gpu, s).map_err(|e| bad(f("instance"), e.to_string()))?;
+                if !current.instances().contains(&i) {
+                    return Err(bad(
+                        f("instance"),
+                        format!("{s} is not in the current layout {}", current.label(gpu)),
+                    ));
                 }
+                Some(i)
             }
         };
         Ok(OptJob {

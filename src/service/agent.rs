@@ -61,10 +61,9 @@ fn call(
 
 /// One instance of `model` from its label, if it is in `layout`.
 fn instance_in(model: &GpuModel, layout: &Layout, label: &str) -> Option<Instance> {
-    match Layout::parse(model, label).ok()?.instances() {
-        [i] if layout.instances().contains(i) => Some(*i),
-        _ => None,
-    }
+    Instance::parse(model, label)
+        .ok()
+        .filter(|i| layout.instances().contains(i))
 }
 
 /// A job the desired state puts on an instance.
@@ -327,14 +326,12 @@ pub fn run(
     // simulated GPU is told.
     for j in runner.running().to_vec() {
         if let Some(m) = model_of(j.gpu) {
-            if let Ok(l) = Layout::parse(m, &j.instance) {
-                if let [i] = l.instances() {
-                    ctl.started(j.gpu, *i, j.pid);
-                    log(&format!(
-                        "job {} adopted on {} (pid {})",
-                        j.id, j.instance, j.pid
-                    ));
-                }
+            if let Ok(i) = Instance::parse(m, &j.instance) {
+                ctl.started(j.gpu, i, j.pid);
+                log(&format!(
+                    "job {} adopted on {} (pid {})",
+                    j.id, j.instance, j.pid
+                ));
             }
         }
     }

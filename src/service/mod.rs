@@ -500,12 +500,7 @@ async fn recommend(
         .map(|(k, j)| j.resolve(g, &current, k))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad(e.to_string()))?;
-    let opts = Options {
-        objective: r.objective.unwrap_or_default(),
-        spare: r.spare,
-        cost_aware: r.cost_aware,
-        ..Options::default()
-    };
+    let opts = options(r.objective, r.spare, r.cost_aware);
     let plan = optimizer::plan(g, &jobs, &current, &opts)
         .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     let d = &plan.decision;
@@ -579,12 +574,10 @@ async fn put_desired(
     let model = node_gpu(&st, &node, idx)?;
     let l = gpu::parse_valid_layout(model, &d.layout).map_err(|e| bad(format!("layout: {e}")))?;
     let label_of = |x: &str| {
-        gpu::Layout::parse(model, x)
+        gpu::Instance::parse(model, x)
             .ok()
-            .and_then(|p| match p.instances() {
-                [i] if l.instances().contains(i) => Some(i.label(model)),
-                _ => None,
-            })
+            .filter(|i| l.instances().contains(i))
+            .map(|i| i.label(model))
     };
     let jobs: Vec<Assigned> = match d.jobs {
         Some(js) => {
@@ -762,6 +755,16 @@ struct PlanBody {
     profile_levels: Option<[u32; 3]>,
 }
 
+/// The optimizer options a request asks for.
+fn options(objective: Option<Objective>, spare: bool, cost_aware: bool) -> Options {
+    Options {
+        objective: objective.unwrap_or_default(),
+        spare,
+        cost_aware,
+        ..Options::default()
+    }
+}
+
 /// MPS profiling settings of a request, checked.
 fn profile_settings(
     seconds: Option<f64>,
@@ -820,12 +823,7 @@ async fn schedule(
         p => return Err(bad(format!("placement: `{p}` (fewest-jobs or best-gain)"))),
     };
     let prof = profile_settings(r.profile_seconds, r.profile_levels)?;
-    let opts = Options {
-        objective: r.objective.unwrap_or_default(),
-        spare: r.spare,
-        cost_aware: r.cost_aware,
-        ..Options::default()
-    };
+    let opts = options(r.objective, r.spare, r.cost_aware);
     let active = s.active()?;
     let st = s.store()?;
     let ids = match r.jobs {
@@ -863,12 +861,7 @@ async fn plan_gpu(
             .unwrap_or_default(),
     };
     let prof = profile_settings(r.profile_seconds, r.profile_levels)?;
-    let opts = Options {
-        objective: r.objective.unwrap_or_default(),
-        spare: r.spare,
-        cost_aware: r.cost_aware,
-        ..Options::default()
-    };
+    let opts = options(r.objective, r.spare, r.cost_aware);
     let (code, out) = plan::plan_gpu(
         &st,
         active.as_ref(),

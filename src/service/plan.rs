@@ -318,12 +318,11 @@ pub(super) fn after_sample(
             continue;
         }
         let o = &p["options"];
-        let opts = Options {
-            objective: serde_json::from_value(o["objective"].clone()).unwrap_or_default(),
-            spare: o["spare"].as_bool().unwrap_or(false),
-            cost_aware: o["cost_aware"].as_bool().unwrap_or(false),
-            ..Options::default()
-        };
+        let opts = super::options(
+            serde_json::from_value(o["objective"].clone()).ok(),
+            o["spare"].as_bool().unwrap_or(false),
+            o["cost_aware"].as_bool().unwrap_or(false),
+        );
         let model = super::node_gpu(st, &d.node, d.index)?;
         match plan_gpu(st, active, &d.node, d.index, model, &ids, &opts, None) {
             Ok((_, v)) => out.push(json!({"node": d.node, "index": d.index, "layout": v["layout"], "decision": v["decision"]})),

@@ -108,10 +108,6 @@ pub fn group_alive(pgid: u32) -> bool {
     })
 }
 
-fn sig(pid: u32, s: libc::c_int) {
-    signal_group(pid, s)
-}
-
 /// A job id as a file name (ids are checked by the controller; this is a second guard).
 fn file_name(id: &str) -> String {
     id.chars()
@@ -317,7 +313,7 @@ impl Runner {
         for id in ids {
             match self.get(id).map(|j| j.pid) {
                 Some(pid) => {
-                    sig(pid, libc::SIGTERM);
+                    signal_group(pid, libc::SIGTERM);
                     asked.push((id.clone(), pid));
                 }
                 None => out.push((id.clone(), Err(format!("job `{id}` is not running")))),
@@ -335,7 +331,7 @@ impl Runner {
         }
         for ((id, pid), ok) in asked.into_iter().zip(done) {
             // Whatever is left of the group goes now.
-            sig(pid, libc::SIGKILL);
+            signal_group(pid, libc::SIGKILL);
             if !ok {
                 if let Some(c) = self.children.get_mut(&id) {
                     let _ = c.wait();
@@ -364,7 +360,7 @@ impl Runner {
                 continue;
             };
             // A lost job's leftovers (its group) go too.
-            sig(j.pid, libc::SIGKILL);
+            signal_group(j.pid, libc::SIGKILL);
             self.forget(&j.id);
             if ok {
                 self.s.finished.insert(j.id.clone(), false);
