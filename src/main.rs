@@ -10,6 +10,8 @@ use miso::gpu::{self, migparted, GpuModel, Layout, LayoutDiff};
 use miso::optimizer::{self, Objective, Options};
 use miso::predictor;
 
+mod cli;
+
 #[derive(Parser)]
 #[command(
     name = "miso",
@@ -124,60 +126,7 @@ now, e.g. \"3g.20gb@4\"; must be in --current) and \"restart_s\" (checkpoint + r
     Profile(ProfileArgs),
     /// Replay a job trace on a simulated MIG cluster under several policies and compare JCT,
     /// makespan, throughput (default: the MISO paper's setup, 8 A100s, 100 jobs).
-    Simulate(SimulateArgs),
-}
-
-#[derive(Args)]
-struct SimulateArgs {
-    /// Trace file (default: the MISO artifact's trace_100.json).
-    #[arg(long)]
-    trace: Option<std::path::PathBuf>,
-    /// Trace format.
-    #[arg(long, value_enum, default_value = "miso")]
-    format: FormatArg,
-    /// Instead of a file: a synthetic trace of this many jobs.
-    #[arg(long, conflicts_with = "trace")]
-    synthetic: Option<usize>,
-    /// Mean inter-arrival seconds (MISO and synthetic traces; MISO: first third twice as fast).
-    #[arg(long, default_value_t = 60.0)]
-    mean_interarrival_s: f64,
-    /// Multiply Philly/openb job durations by this (e.g. to load a small cluster less).
-    #[arg(long, default_value_t = 1.0)]
-    time_scale: f64,
-    /// Keep only the first N jobs of the trace.
-    #[arg(long)]
-    limit: Option<usize>,
-    /// GPUs in the cluster.
-    #[arg(long, default_value_t = 8)]
-    gpus: usize,
-    #[command(flatten)]
-    gpu: GpuArg,
-    /// Policies to run: all, or a comma list of nopart, static, mps, miso, oracle, ours.
-    #[arg(long, default_value = "all")]
-    policy: String,
-    /// Seed of arrivals, workload mapping and MPS sample choice.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// The predictor MISO and Ours use.
-    #[arg(long, default_value = miso::predictor::DEFAULT_MODEL)]
-    model: std::path::PathBuf,
-    /// The MISO measurements (MPS matrices for profiling; solo thread scaling for MPS).
-    #[arg(long, default_value = DEFAULT_DATA)]
-    data: std::path::PathBuf,
-    /// MPS profiling seconds when a job joins a GPU (no progress meanwhile).
-    #[arg(long, default_value_t = 30.0)]
-    profiling_s: f64,
-    /// MIG reconfiguration stall of each moved job, on top of its checkpoint/restart.
-    #[arg(long, default_value_t = 2.0)]
-    reconfig_s: f64,
-    /// Jobs per GPU under the MPS-only baseline.
-    #[arg(long, default_value_t = 3)]
-    mps_max_jobs: usize,
-    /// Write an HTML/SVG report (JCT CDF, per-GPU occupancy) into this folder.
-    #[arg(long)]
-    report: Option<std::path::PathBuf>,
-    #[arg(long)]
-    json: bool,
+    Simulate(cli::simulate::SimulateArgs),
 }
 
 #[derive(Args)]
@@ -323,13 +272,6 @@ struct ReconfigureArgs {
     /// Really reconfigure (without it, only --dry-run is allowed).
     #[arg(long, conflicts_with = "dry_run")]
     yes: bool,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum FormatArg {
-    Miso,
-    Philly,
-    Openb,
 }
 
 const DEFAULT_DATA: &str = "../shared/datasets/miso-a100";
@@ -590,7 +532,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => cmd_train(a),
         Command::Evaluate(a) => cmd_evaluate(a),
         Command::Predict(a) => cmd_predict(a),
-        Command::Simulate(a) => cmd_simulate(a),
+        Command::Simulate(a) => cli::simulate::run(a),
         Command::Nvml { json } => cmd_nvml(json),
         Command::Serve(a) => cmd_serve(a),
         Command::Agent(a) => cmd_agent(a),
@@ -1482,156 +1424,6 @@ fn cmd_reconfigure(a: ReconfigureArgs) -> Result<()> {
         report.destroyed.len(),
         report.created.len()
     );
-    Ok(())
-}
-
-fn cmd_simulate(a: SimulateArgs) -> Result<()> {
-    use miso::sim::{self, scenario, trace};
-    let model = a.gpu.model()?;
-    if a.gpus == 0 {
-        anyhow::bail!("--gpus: must be at least 1");
-    }
-    for (name, v) in [
-        ("--mean-interarrival-s", a.mean_interarrival_s),
-        ("--time-scale", a.time_scale),
-        ("--profiling-s", a.profiling_s + 1.0),
-        ("--reconfig-s", a.reconfig_s + 1.0),
-    ] {
-        if !(v.is_finite() && v > 0.0) {
-            anyhow::bail!("{name}: must be a positive number");
-        }
-    }
-    let policies: Vec<String> = if a.policy == "all" {
-        scenario::POLICIES.iter().map(|s| s.to_string()).collect()
-    } else {
-        a.policy.split(',').map(|s| s.trim().to_string()).collect()
-    };
-    for p in &policies {
-        if !scenario::POLICIES.contains(&p.as_str()) {
-            anyhow::bail!(
-                "--policy: unknown policy `{p}` (allowed: all, {})",
-                scenario::POLICIES.join(", ")
-            );
-        }
-    }
-    let (mut jobs, source) = match (&a.synthetic, &a.trace) {
-        (Some(n), _) => (
-            trace::synthetic(*n, a.mean_interarrival_s, 600.0, 4.0 * 3600.0, a.seed),
-            format!("synthetic ({n} jobs)"),
-        ),
-        (None, path) => {
-            let path = path
-                .clone()
-                .unwrap_or_else(|| std::path::Path::new(DEFAULT_DATA).join("trace_100.json"));
-            let jobs = match a.format {
-                FormatArg::Miso => trace::load_miso(&path, a.mean_interarrival_s, a.seed)?,
-                FormatArg::Philly => trace::load_philly(&path, a.seed, a.time_scale)?,
-                FormatArg::Openb => trace::load_openb(&path, a.seed, a.time_scale)?,
-            };
-            (jobs, path.display().to_string())
-        }
-    };
-    if let Some(n) = a.limit {
-        jobs.truncate(n);
-    }
-    let data = predictor::data::load(&a.data).context("--data (the MISO measurements)")?;
-    let model_dir = a.model.clone();
-    let load = move || predictor::Predictor::load(&model_dir).map_err(|e| e.to_string());
-    let env = scenario::Env {
-        model,
-        gpus: a.gpus,
-        seed: a.seed,
-        data: &data,
-        predictor: &load,
-        overheads: miso::policy::Overheads {
-            profiling_s: a.profiling_s,
-            reconfig_s: a.reconfig_s,
-            ..Default::default()
-        },
-        mps_max_jobs: a.mps_max_jobs.max(1),
-    };
-    let mut outcomes = Vec::new();
-    let mut results = serde_json::Map::new();
-    for p in &policies {
-        let bar = progress(jobs.len() as u64, p, "jobs");
-        let (o, detail) = scenario::run_named(p, &jobs, &env, &mut |d| bar.set_position(d as u64))?;
-        bar.finish_and_clear();
-        let mut m = serde_json::to_value(&o.metrics)?;
-        if let (Some(d), Some(obj)) = (&detail, m.as_object_mut()) {
-            obj.insert("detail".into(), json!(d));
-        }
-        results.insert(p.clone(), m);
-        outcomes.push((o, detail));
-    }
-    let title = format!(
-        "{} jobs from {source} on {} × {}",
-        jobs.len(),
-        a.gpus,
-        model.name
-    );
-    if let Some(dir) = &a.report {
-        let os: Vec<sim::Outcome> = outcomes.iter().map(|(o, _)| o.clone()).collect();
-        sim::report::write(dir, &title, &os, a.gpus)
-            .with_context(|| format!("cannot write the report to {}", dir.display()))?;
-    }
-    if a.json {
-        return print_json(&json!({
-            "scenario": {"trace": source, "jobs": jobs.len(), "gpus": a.gpus, "gpu": model.name, "seed": a.seed,
-                         "mean_interarrival_s": a.mean_interarrival_s, "profiling_s": a.profiling_s, "reconfig_s": a.reconfig_s},
-            "policies": results,
-        }));
-    }
-    println!("{title} (seed {})", a.seed);
-    println!(
-        "{:<8} {:>10} {:>10} {:>10} {:>10} {:>11} {:>8} {:>6} {:>8} {:>6}",
-        "policy",
-        "avg JCT s",
-        "median",
-        "p95",
-        "queue s",
-        "makespan s",
-        "jobs/h",
-        "util",
-        "reconfig",
-        "moves"
-    );
-    for (o, _) in &outcomes {
-        let m = &o.metrics;
-        println!(
-            "{:<8} {:>10.0} {:>10.0} {:>10.0} {:>10.0} {:>11.0} {:>8.1} {:>5.1}% {:>8} {:>6}",
-            o.policy,
-            m.avg_jct_s,
-            m.median_jct_s,
-            m.p95_jct_s,
-            m.avg_queue_s,
-            m.makespan_s,
-            m.throughput_jobs_per_h,
-            100.0 * m.gpu_utilization,
-            m.reconfigurations,
-            m.job_moves
-        );
-    }
-    for (o, d) in &outcomes {
-        if let Some(d) = d {
-            println!("{}: {d}", o.policy);
-        }
-    }
-    let avg = |n: &str| {
-        outcomes
-            .iter()
-            .find(|(o, _)| o.policy == n)
-            .map(|(o, _)| o.metrics.avg_jct_s)
-    };
-    for base in ["nopart", "static"] {
-        for p in ["miso", "ours"] {
-            if let (Some(b), Some(x)) = (avg(base), avg(p)) {
-                println!("{p} vs {base}: average JCT {:+.1}%", 100.0 * (x - b) / b);
-            }
-        }
-    }
-    if let Some(dir) = &a.report {
-        println!("report: {}", dir.join("index.html").display());
-    }
     Ok(())
 }
 

@@ -1,20 +1,26 @@
-//! Scheduling policies as event handlers over one cluster state, shared by the simulator (and,
-//! later, the live controller): NoPart, Static, MPS-only, MISO, Oracle and Ours.
+//! Scheduling policies as handlers of scheduling rounds over one cluster state, shared by the
+//! simulator (and, through the optimizer, the live controller): NoPart, Static (the MISO
+//! artifact's 3g+2g+2g with promotion), StaticBest (a fixed layout, best in hindsight), MPS,
+//! MISO, Oracle and Ours.
 //!
 //! A policy never advances time: it is told "now" and changes which jobs run where, at what
-//! speed, and until when they are stalled (profiling, checkpoint/restart, reconfiguration).
-//! Depends on `gpu`, `perf`, `optimizer`, `predictor`.
+//! speed, and until when they are stalled (checkpoint/restore, reconfiguration). The engine
+//! (`sim`) calls it in rounds: every `tick_s` seconds when something happened (the artifact's
+//! 10 s scheduling loop) or at every event. Depends on `gpu`, `perf`, `optimizer`, `predictor`.
 
+mod baselines;
+mod miso;
 mod mps_source;
 
 use std::collections::VecDeque;
 
 use crate::gpu::{GpuModel, Instance, Layout};
-use crate::optimizer::{self, restart_s_for_model, OptJob, Options, Placement};
-use crate::perf::{self, JobPerf, KINDS};
-use crate::predictor::Predictor;
+use crate::optimizer::restart_s_for_model;
+use crate::perf::{self, JobPerf, KINDS, KIND_SLICES};
 
-pub use mps_source::MpsSource;
+pub use baselines::{MpsOnly, MpsPlacement, NoPart, Static, StaticBest};
+pub use miso::{Miso, MisoMode, Speeds};
+pub use mps_source::{MpsSource, MpsSpeeds};
 
 /// One job known to the cluster.
 #[derive(Clone, Debug)]
@@ -24,22 +30,71 @@ pub struct Job {
     pub work_s: f64,
     /// Index into `perf::catalog()`.
     pub workload: usize,
-    /// Work left, seconds on a whole GPU.
+    /// GPUs asked for (2 or more: a gang of whole GPUs).
+    pub gpus: u32,
+    /// A fractional job's share of one GPU: no slice below it in compute or memory.
+    pub min_share: Option<f64>,
+    /// When the scheduler first saw the job (the artifact notices arrivals at its ticks).
+    pub noticed_s: Option<f64>,
+    /// Work left, seconds on a whole GPU (as of `settled_s`).
     pub remaining_s: f64,
+    settled_s: f64,
     /// Current speed (work seconds per second) when not stalled.
     pub rate: f64,
-    /// The job makes no progress before this time.
+    /// The job makes no progress before this time (checkpoint/restore, reconfiguration).
     pub stalled_until: f64,
     pub gpu: Option<usize>,
+    /// GPUs of a gang job.
+    pub gang: Vec<usize>,
     pub instance: Option<Instance>,
     /// Fraction of the GPU's compute the job holds (utilisation metric).
     pub share: f64,
     pub start_s: Option<f64>,
     pub finish_s: Option<f64>,
-    /// Times the job was checkpointed and restarted elsewhere.
-    pub moves: u32,
+    /// Times the job was checkpointed and restarted.
+    pub restarts: u32,
+    /// Seconds the job spent in MPS profiling phases.
+    pub profiling_s: f64,
     /// The speeds the policy believes (predicted, or true for Oracle).
     pub believed: Option<JobPerf>,
+    pub(crate) version: u32,
+}
+
+impl Job {
+    pub fn new(name: impl Into<String>, arrival_s: f64, work_s: f64, workload: usize) -> Job {
+        Job {
+            name: name.into(),
+            arrival_s,
+            work_s,
+            workload,
+            gpus: 1,
+            min_share: None,
+            noticed_s: None,
+            remaining_s: work_s,
+            settled_s: 0.0,
+            rate: 0.0,
+            stalled_until: 0.0,
+            gpu: None,
+            gang: Vec::new(),
+            instance: None,
+            share: 0.0,
+            start_s: None,
+            finish_s: None,
+            restarts: 0,
+            profiling_s: 0.0,
+            believed: None,
+            version: 0,
+        }
+    }
+
+    /// When the job finishes at its current speed (infinite when it does not progress).
+    pub fn finish_time(&self) -> f64 {
+        if self.rate <= 0.0 || self.finish_s.is_some() {
+            f64::INFINITY
+        } else {
+            self.stalled_until.max(self.settled_s) + self.remaining_s.max(0.0) / self.rate
+        }
+    }
 }
 
 /// One GPU.
@@ -48,34 +103,60 @@ pub struct Gpu {
     pub layout: Layout,
     /// Jobs running here (indexes into `Cluster::jobs`).
     pub jobs: Vec<usize>,
+    /// The gang job holding this whole GPU.
+    pub gang: Option<usize>,
     pub reconfigurations: u32,
+    /// When a job last finished here (the artifact waits 3 s before reusing an emptied GPU).
+    pub emptied_at: Option<f64>,
+    /// When jobs here were last checkpointed (the artifact skips such a GPU for 3 s).
+    pub checkpointed_at: Option<f64>,
 }
 
-/// Overheads of the MISO mechanism (defaults from the paper's artifact).
+impl Gpu {
+    /// No job and no gang on it.
+    pub fn is_free(&self) -> bool {
+        self.jobs.is_empty() && self.gang.is_none()
+    }
+}
+
+/// Overheads of checkpoint/restart and reconfiguration (defaults from the MISO artifact).
 #[derive(Clone, Debug)]
 pub struct Overheads {
-    /// MPS profiling of a GPU's mix when a job joins it (the artifact's prototype: 30 s).
+    /// MPS profiling of a GPU's mix when a job joins busy jobs (the artifact: 30 s at 50 %).
     pub profiling_s: f64,
-    /// MIG reconfiguration stall for the jobs that move, on top of their restart.
+    /// Active-thread percentage of every job during MISO's profiling phase.
+    pub profiling_pct: f64,
+    /// MIG reconfiguration stall of the jobs started after it.
     pub reconfig_s: f64,
-    /// Use the measured per-model checkpoint/restart times (else `restart_s` for all).
+    /// Use the measured per-model restore times (else `restart_s` for every job).
     pub per_model_restart: bool,
     pub restart_s: f64,
+    /// Fixed waits of the artifact's drivers around a checkpoint (`time.sleep(1)` after a
+    /// save; 2.5 s when leaving MPS).
+    pub save_wait_s: f64,
+    pub mps_exit_wait_s: f64,
+    /// Seconds a GPU is skipped after a checkpoint or after it emptied (the artifact: 3 s).
+    pub settle_s: f64,
 }
 
 impl Default for Overheads {
     fn default() -> Overheads {
         Overheads {
             profiling_s: 30.0,
+            profiling_pct: 50.0,
             reconfig_s: 2.0,
             per_model_restart: true,
-            restart_s: 13.25,
+            restart_s: 30.0,
+            save_wait_s: 1.0,
+            mps_exit_wait_s: 2.5,
+            settle_s: 3.0,
         }
     }
 }
 
 impl Overheads {
-    fn restart(&self, workload: usize) -> f64 {
+    /// Seconds a job of this workload needs to restore from its checkpoint.
+    pub fn restart(&self, workload: usize) -> f64 {
         if self.per_model_restart {
             restart_s_for_model(perf::catalog()[workload].model)
         } else {
@@ -89,8 +170,14 @@ pub struct Cluster {
     pub model: &'static GpuModel,
     pub gpus: Vec<Gpu>,
     pub jobs: Vec<Job>,
-    /// Arrived jobs waiting for a GPU, FIFO.
+    /// Noticed jobs waiting for a GPU, in arrival order.
     pub waiting: VecDeque<usize>,
+    /// Jobs whose speed or stall changed since the engine last looked.
+    pub(crate) dirty: Vec<usize>,
+    /// Work-weighted compute share held (utilisation integral).
+    pub(crate) busy_integral: f64,
+    /// (time, change of the summed speed of running jobs): the system-throughput timeline.
+    pub(crate) stp_deltas: Vec<(f64, f64)>,
 }
 
 impl Cluster {
@@ -100,343 +187,163 @@ impl Cluster {
             gpus: vec![Gpu::default(); n],
             jobs: Vec::new(),
             waiting: VecDeque::new(),
+            dirty: Vec::new(),
+            busy_integral: 0.0,
+            stp_deltas: Vec::new(),
         }
+    }
+
+    /// True speeds of a job (its workload's measured table, with a fractional job's floor).
+    pub fn true_perf(&self, job: usize) -> JobPerf {
+        let j = &self.jobs[job];
+        let mut p = perf::catalog()[j.workload].perf();
+        if let Some(share) = j.min_share {
+            floor(self.model, &mut p, share);
+        }
+        p
     }
 
     /// True speed of a job on a profile of this GPU model.
     pub fn true_speed(&self, job: usize, profile: usize) -> Option<f64> {
-        perf::catalog()[self.jobs[job].workload]
-            .perf()
-            .speed_on(self.model, profile)
+        self.true_perf(job).speed_on(self.model, profile)
     }
 
-    fn true_perf(&self, job: usize) -> JobPerf {
-        perf::catalog()[self.jobs[job].workload].perf()
+    /// Compute share of a profile of this GPU model.
+    pub fn share_of(&self, profile: usize) -> f64 {
+        self.model.profiles[profile].compute_slices as f64 / self.model.compute_slices as f64
     }
 
-    fn start(&mut self, j: usize, gpu: usize, now: f64) {
+    /// Bring a job's remaining work up to `now` at its current speed.
+    fn settle(&mut self, j: usize, now: f64) {
+        let job = &mut self.jobs[j];
+        if now > job.settled_s {
+            let from = job.stalled_until.max(job.settled_s);
+            if now > from && job.rate > 0.0 {
+                job.remaining_s -= job.rate * (now - from);
+                self.stp_deltas.push((from, job.rate));
+                self.stp_deltas.push((now, -job.rate));
+            }
+            self.busy_integral += job.share * (now - job.settled_s);
+            job.settled_s = now;
+        }
+    }
+
+    /// Set a running job's speed, compute share and stall (from `now`).
+    pub fn set_run(&mut self, j: usize, now: f64, rate: f64, share: f64, stalled_until: f64) {
+        self.settle(j, now);
+        let job = &mut self.jobs[j];
+        job.rate = rate;
+        job.share = share;
+        job.stalled_until = stalled_until.max(now);
+        job.version += 1;
+        self.dirty.push(j);
+    }
+
+    /// A running job is checkpointed now and resumes after `stall_s` (restart counted).
+    pub fn checkpoint(&mut self, j: usize, now: f64) {
+        self.settle(j, now);
+        self.jobs[j].restarts += 1;
+        if let Some(g) = self.jobs[j].gpu {
+            self.gpus[g].checkpointed_at = Some(now);
+        }
+    }
+
+    /// Put job `j` on GPU `gpu` (speed set separately).
+    pub fn start(&mut self, j: usize, gpu: usize, now: f64) {
         let job = &mut self.jobs[j];
         job.gpu = Some(gpu);
+        job.settled_s = now;
         job.start_s.get_or_insert(now);
         self.gpus[gpu].jobs.push(j);
     }
 
-    /// Mark a job done and take it off its GPU.
+    /// Start a gang job on these whole GPUs at full speed.
+    pub fn start_gang(&mut self, j: usize, gpus: &[usize], now: f64) {
+        for &g in gpus {
+            self.gpus[g].gang = Some(j);
+        }
+        let job = &mut self.jobs[j];
+        job.gang = gpus.to_vec();
+        job.settled_s = now;
+        job.start_s.get_or_insert(now);
+        self.set_run(j, now, 1.0, gpus.len() as f64, now);
+    }
+
+    /// Start the waiting gang job `j` on the first free GPUs that `ok` accepts, if enough.
+    pub fn try_gang(&mut self, j: usize, now: f64, ok: &dyn Fn(&Gpu) -> bool) -> bool {
+        let k = self.jobs[j].gpus as usize;
+        let free: Vec<usize> = (0..self.gpus.len())
+            .filter(|&g| self.gpus[g].is_free() && ok(&self.gpus[g]))
+            .take(k)
+            .collect();
+        if free.len() < k {
+            return false;
+        }
+        self.start_gang(j, &free, now);
+        true
+    }
+
+    /// Mark a job done and take it off its GPU(s); returns the GPU of a single-GPU job.
     pub fn finish(&mut self, j: usize, now: f64) -> Option<usize> {
-        let g = self.jobs[j].gpu.take()?;
+        self.settle(j, now);
+        let gang = std::mem::take(&mut self.jobs[j].gang);
+        for g in gang {
+            self.gpus[g].gang = None;
+            self.gpus[g].emptied_at = Some(now);
+        }
         let job = &mut self.jobs[j];
         job.finish_s = Some(now);
         job.remaining_s = 0.0;
         job.rate = 0.0;
         job.share = 0.0;
         job.instance = None;
+        job.version += 1;
+        let g = job.gpu.take()?;
         self.gpus[g].jobs.retain(|&x| x != j);
+        self.gpus[g].emptied_at = Some(now);
         Some(g)
+    }
+
+    /// Is GPU `g` past the artifact's 3 s settling after a checkpoint?
+    pub fn settled(&self, g: usize, now: f64, o: &Overheads) -> bool {
+        self.gpus[g]
+            .checkpointed_at
+            .is_none_or(|t| now - t > o.settle_s)
+    }
+}
+
+/// A fractional job's floor: no profile with less compute, or less memory, than its share.
+fn floor(model: &GpuModel, p: &mut JobPerf, share: f64) {
+    for (k, s) in p.speed.iter_mut().enumerate() {
+        if (KIND_SLICES[k] as f64) < share * model.compute_slices as f64 - 1e-9 {
+            *s = None;
+        }
+    }
+    let whole = model.profiles.iter().map(|p| p.memory_mb).max().unwrap_or(model.memory_mb);
+    let need = (share * whole as f64).floor() as u32;
+    p.memory_mb = Some(p.memory_mb.map_or(need, |m| m.max(need)));
+    if p.speed.iter().all(Option::is_none) {
+        p.speed[KINDS - 1] = Some(1.0);
     }
 }
 
 /// A scheduling policy.
 pub trait Policy {
     fn name(&self) -> String;
-    /// Place waiting jobs (called after every arrival and completion).
+    /// The part of a round before newly arrived jobs are noticed (the artifact's step after
+    /// its sleep: jobs onto emptied GPUs, then promotion or idle re-partitioning).
+    fn before_arrivals(&mut self, _c: &mut Cluster, _now: f64) {}
+    /// Place waiting jobs and advance the policy's own phases (profiling).
     fn schedule(&mut self, c: &mut Cluster, now: f64);
-    /// React to job completion on `gpu` (before `schedule`).
-    fn on_finish(&mut self, c: &mut Cluster, gpu: usize, now: f64);
-}
-
-/// One job per whole GPU, FIFO.
-pub struct NoPart;
-
-impl Policy for NoPart {
-    fn name(&self) -> String {
-        "nopart".into()
-    }
-    fn schedule(&mut self, c: &mut Cluster, now: f64) {
-        while let Some(&j) = c.waiting.front() {
-            let Some(g) = (0..c.gpus.len()).find(|&g| c.gpus[g].jobs.is_empty()) else {
-                break;
-            };
-            c.waiting.pop_front();
-            c.start(j, g, now);
-            let job = &mut c.jobs[j];
-            job.rate = 1.0;
-            job.share = 1.0;
-        }
-    }
-    fn on_finish(&mut self, _: &mut Cluster, _: usize, _: f64) {}
-}
-
-/// Every GPU fixed to one layout; the job at the head of the queue takes the free instance
-/// where it runs fastest (FIFO).
-pub struct Static {
-    pub layout: Layout,
-}
-
-impl Policy for Static {
-    fn name(&self) -> String {
-        "static".into()
-    }
-    fn schedule(&mut self, c: &mut Cluster, now: f64) {
-        for g in c.gpus.iter_mut() {
-            if g.layout.is_empty() {
-                g.layout = self.layout.clone();
-            }
-        }
-        while let Some(&j) = c.waiting.front() {
-            let mut best: Option<(f64, usize, Instance)> = None;
-            for g in 0..c.gpus.len() {
-                for inst in c.gpus[g].layout.instances() {
-                    let busy = c.gpus[g]
-                        .jobs
-                        .iter()
-                        .any(|&o| c.jobs[o].instance == Some(*inst));
-                    if busy {
-                        continue;
-                    }
-                    if let Some(s) = c.true_speed(j, inst.profile as usize) {
-                        if best.is_none_or(|(b, _, _)| s > b) {
-                            best = Some((s, g, *inst));
-                        }
-                    }
-                }
-            }
-            let Some((s, g, inst)) = best else { break };
-            c.waiting.pop_front();
-            c.start(j, g, now);
-            let share = c.model.profiles[inst.profile as usize].compute_slices as f64
-                / c.model.compute_slices as f64;
-            let job = &mut c.jobs[j];
-            job.rate = s;
-            job.instance = Some(inst);
-            job.share = share;
-        }
-    }
-    fn on_finish(&mut self, _: &mut Cluster, _: usize, _: f64) {}
-}
-
-/// Jobs share whole GPUs under MPS, at most `max_jobs` per GPU with an equal share of active
-/// threads each; a job's speed is its measured solo speed at that thread share (MISO data,
-/// single-job mixes). Interference beyond the thread share is not modelled (optimistic).
-pub struct MpsOnly {
-    pub max_jobs: usize,
-    pub source: MpsSource,
-}
-
-impl MpsOnly {
-    fn rerate(&self, c: &mut Cluster, g: usize) {
-        let k = c.gpus[g].jobs.len().max(1);
-        let pct = 100.0 / k as f64;
-        for &j in &c.gpus[g].jobs.clone() {
-            let s = self.source.solo_speed(c.jobs[j].workload, pct);
-            c.jobs[j].rate = s;
-            c.jobs[j].share = 1.0 / k as f64;
-        }
+    /// A job finished on `gpu` at `now` (state only; the policy acts in the next round).
+    fn on_finish(&mut self, _c: &mut Cluster, _gpu: usize, _now: f64) {}
+    /// The earliest time after `now` the policy needs a round even if nothing happens.
+    fn wakeup(&self, _c: &Cluster, _now: f64) -> Option<f64> {
+        None
     }
 }
 
-impl Policy for MpsOnly {
-    fn name(&self) -> String {
-        "mps".into()
-    }
-    fn schedule(&mut self, c: &mut Cluster, now: f64) {
-        while let Some(&j) = c.waiting.front() {
-            let Some(g) = (0..c.gpus.len())
-                .filter(|&g| c.gpus[g].jobs.len() < self.max_jobs)
-                .min_by_key(|&g| c.gpus[g].jobs.len())
-            else {
-                break;
-            };
-            c.waiting.pop_front();
-            c.start(j, g, now);
-            self.rerate(c, g);
-        }
-    }
-    fn on_finish(&mut self, c: &mut Cluster, gpu: usize, _: f64) {
-        self.rerate(c, gpu);
-    }
-}
-
-/// How a MISO-family policy learns speeds.
-pub enum Speeds {
-    /// True speeds, no profiling (Oracle).
-    True,
-    /// MPS profiling of the mix, then the predictor.
-    Predicted {
-        predictor: Box<Predictor>,
-        source: MpsSource,
-    },
-}
-
-/// MISO (and Oracle, and Ours): on arrival pick a GPU, profile its mix under MPS, predict,
-/// optimise the layout, reconfigure; on completion re-partition to close the gap.
-pub struct Miso {
-    pub label: String,
-    pub speeds: Speeds,
-    pub options: Options,
-    pub placement: Placement,
-    pub overheads: Overheads,
-    /// Estimate remaining work as the attained service (Ours, cost-aware), else unknown.
-    pub estimate_remaining: bool,
-}
-
-impl Miso {
-    fn opt_jobs(&self, c: &Cluster, g: usize, now: f64) -> Vec<OptJob> {
-        c.gpus[g]
-            .jobs
-            .iter()
-            .map(|&j| {
-                let job = &c.jobs[j];
-                let perf = job.believed.clone().unwrap_or_else(|| c.true_perf(j));
-                OptJob {
-                    id: j.to_string(),
-                    perf,
-                    remaining_s: if self.estimate_remaining {
-                        Some((now - job.start_s.unwrap_or(now)).max(60.0))
-                    } else {
-                        None
-                    },
-                    current: job.instance,
-                    restart_s: self.overheads.restart(job.workload),
-                }
-            })
-            .collect()
-    }
-
-    /// Believed speeds of the jobs on GPU `g` (profiling its mix when predicted).
-    fn learn(&mut self, c: &mut Cluster, g: usize) {
-        let jobs = c.gpus[g].jobs.clone();
-        match &mut self.speeds {
-            Speeds::True => {
-                for j in jobs {
-                    c.jobs[j].believed = Some(c.true_perf(j));
-                }
-            }
-            Speeds::Predicted { predictor, source } => {
-                let ws: Vec<usize> = jobs.iter().map(|&j| c.jobs[j].workload).collect();
-                let (m, slot_of) = source.matrix(&ws);
-                let table = predictor.predict(&m);
-                for (i, &j) in jobs.iter().enumerate() {
-                    let truth = c.true_perf(j);
-                    let mut p = table[slot_of[i]].clone().unwrap_or_else(|| truth.clone());
-                    // Feasibility is known (memory need), speeds are predicted.
-                    for k in 0..KINDS {
-                        p.speed[k] = match (truth.speed[k], p.speed[k]) {
-                            (Some(_), Some(v)) if v > 0.0 => Some(v),
-                            (Some(_), _) => Some(1e-3),
-                            (None, _) => None,
-                        };
-                    }
-                    c.jobs[j].believed = Some(p);
-                }
-            }
-        }
-    }
-
-    /// Re-plan GPU `g` and apply: moved jobs stall for restart + reconfiguration, all jobs
-    /// stall until `stall_all_until` (profiling).
-    fn replan(&mut self, c: &mut Cluster, g: usize, now: f64, stall_all_until: f64) -> bool {
-        let jobs = self.opt_jobs(c, g, now);
-        let current = c.gpus[g].layout.clone();
-        let Ok(plan) = optimizer::plan(c.model, &jobs, &current, &self.options) else {
-            return false;
-        };
-        if !plan.diff.is_noop() {
-            c.gpus[g].reconfigurations += 1;
-        }
-        c.gpus[g].layout = plan.decision.layout.clone();
-        let ids = c.gpus[g].jobs.clone();
-        for &(ji, inst) in &plan.assignment {
-            let j = ids[ji];
-            let moved = plan.restart.contains(&ji);
-            let share = c.model.profiles[inst.profile as usize].compute_slices as f64
-                / c.model.compute_slices as f64;
-            let speed = c.true_speed(j, inst.profile as usize).unwrap_or(1e-3);
-            let restart = self.overheads.restart(c.jobs[j].workload);
-            let job = &mut c.jobs[j];
-            let mut until = stall_all_until.max(job.stalled_until);
-            if moved {
-                job.moves += 1;
-                until = until.max(now) + restart + self.overheads.reconfig_s;
-            } else if plan.start.contains(&ji) {
-                until = until.max(now) + self.overheads.reconfig_s;
-            }
-            job.stalled_until = until;
-            job.instance = Some(inst);
-            job.rate = speed;
-            job.share = share;
-        }
-        true
-    }
-
-    fn can_take(&self, c: &Cluster, g: usize, j: usize, now: f64) -> bool {
-        let mut jobs = self.opt_jobs(c, g, now);
-        jobs.push(OptJob::new("new", c.true_perf(j)));
-        optimizer::optimize(c.model, &jobs, &c.gpus[g].layout, &self.options).is_ok()
-    }
-}
-
-impl Policy for Miso {
-    fn name(&self) -> String {
-        self.label.clone()
-    }
-
-    fn schedule(&mut self, c: &mut Cluster, now: f64) {
-        while let Some(&j) = c.waiting.front() {
-            // Candidate GPUs that can take the job (memory, slice count).
-            let cands: Vec<usize> = (0..c.gpus.len())
-                .filter(|&g| self.can_take(c, g, j, now))
-                .collect();
-            if cands.is_empty() {
-                break;
-            }
-            let g = match self.placement {
-                Placement::FewestJobs => *cands
-                    .iter()
-                    .min_by_key(|&&g| c.gpus[g].jobs.len())
-                    .unwrap_or(&cands[0]),
-                Placement::BestGain => {
-                    let states: Vec<optimizer::GpuState> = cands
-                        .iter()
-                        .map(|&g| optimizer::GpuState {
-                            gpu: c.model,
-                            layout: c.gpus[g].layout.clone(),
-                            jobs: self.opt_jobs(c, g, now),
-                        })
-                        .collect();
-                    let job = OptJob::new("new", c.true_perf(j));
-                    optimizer::choose_gpu(&states, &job, Placement::BestGain, &self.options)
-                        .map(|i| cands[i])
-                        .unwrap_or(cands[0])
-                }
-            };
-            c.waiting.pop_front();
-            c.start(j, g, now);
-            let profiling = match self.speeds {
-                Speeds::True => 0.0,
-                Speeds::Predicted { .. } => self.overheads.profiling_s,
-            };
-            self.learn(c, g);
-            // Everyone on the GPU is profiled under MPS (no MIG progress meanwhile).
-            let stall = if profiling > 0.0 {
-                now + profiling
-            } else {
-                now
-            };
-            if !self.replan(c, g, now, stall) {
-                // Cannot happen after can_take; put the job back rather than lose it.
-                c.finish(j, now);
-                c.jobs[j].finish_s = None;
-                c.jobs[j].start_s = None;
-                c.waiting.push_front(j);
-                break;
-            }
-        }
-    }
-
-    fn on_finish(&mut self, c: &mut Cluster, gpu: usize, now: f64) {
-        if c.gpus[gpu].jobs.is_empty() {
-            return;
-        }
-        self.replan(c, gpu, now, now);
-    }
+/// The smallest profile kind a job fits (its index in `KIND_SLICES`).
+pub fn min_kind(p: &JobPerf) -> Option<usize> {
+    p.speed.iter().position(Option::is_some)
 }

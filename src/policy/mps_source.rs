@@ -4,10 +4,25 @@
 //! from a measured mix with the same number of real jobs that contains its workload (seeded
 //! choice), and filler slots take the dummy column of such a mix.
 //!
-//! Also the solo thread-scaling used by the MPS-only policy: in the measured mixes with a single
-//! real job, a job's column gives its latency at 100/50/14 % active threads alone.
+//! Also the speeds of co-located jobs under MPS (the MPS baseline, MISO's profiling phase):
+//! each job's column of the measured mix gives its latency at 100/50/14 % active threads *with
+//! its co-runners*, normalised to the slowest of the three; anchored at 14 % to the job's
+//! measured solo latency there (7 jobs × 14 % do not oversubscribe the GPU), it becomes a speed
+//! relative to the whole GPU, interpolated to the thread share.
 
 use std::collections::HashMap;
+
+/// How the speed of co-located jobs under MPS is modelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MpsSpeeds {
+    /// The measured MISO mixes (interference with the actual co-runners).
+    Mixes,
+    /// Solo thread scaling slowed 15 % per co-runner (the only MPS model in the artifact's
+    /// code, `MPS_GPU_Status.eval_degradation`).
+    Penalty,
+    /// Solo thread scaling, no interference (optimistic).
+    Solo,
+}
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -27,6 +42,9 @@ pub struct MpsSource {
     /// Per workload: speed alone at 100, 50, 14 % active threads, relative to 100 %.
     solo: Vec<Option<[f64; 3]>>,
     rng: ChaCha8Rng,
+    /// Mean column per (real jobs in the mix, workload).
+    mean_columns: HashMap<(usize, usize), [f64; 3]>,
+    cache: HashMap<(Vec<usize>, u64, MpsSpeeds), Vec<f64>>,
 }
 
 impl MpsSource {
@@ -85,7 +103,21 @@ impl MpsSource {
                 }
             })
             .collect();
+        let mean_columns = columns
+            .iter()
+            .map(|(k, v)| {
+                let mut m = [0.0; 3];
+                for c in v {
+                    for l in 0..3 {
+                        m[l] += c[l] / v.len() as f64;
+                    }
+                }
+                (*k, m)
+            })
+            .collect();
         MpsSource {
+            mean_columns,
+            cache: HashMap::new(),
             exact,
             columns,
             dummies,
@@ -162,14 +194,81 @@ impl MpsSource {
         let Some(s) = self.solo.get(workload).copied().flatten() else {
             return 1.0;
         };
-        let pts = [(100.0, s[0]), (50.0, s[1]), (14.0, s[2])];
-        let p = pct.clamp(14.0, 100.0);
-        for w in pts.windows(2) {
-            let ((p0, v0), (p1, v1)) = (w[0], w[1]);
-            if p <= p0 && p >= p1 {
-                return v1 + (v0 - v1) * (p - p1) / (p0 - p1);
+        interpolate([(100.0, s[0]), (50.0, s[1]), (14.0, s[2])], pct)
+    }
+
+    /// Speeds relative to the whole GPU of co-located jobs (`workloads`, in order) when each
+    /// gets `pct` % of the active threads.
+    pub fn speeds(&mut self, workloads: &[usize], pct: f64, how: MpsSpeeds) -> Vec<f64> {
+        let key = (workloads.to_vec(), pct.to_bits(), how);
+        if let Some(v) = self.cache.get(&key) {
+            return v.clone();
+        }
+        let k = workloads.len();
+        let v: Vec<f64> = match how {
+            MpsSpeeds::Solo => workloads.iter().map(|&w| self.solo_speed(w, pct)).collect(),
+            MpsSpeeds::Penalty => workloads
+                .iter()
+                .map(|&w| self.solo_speed(w, pct) / (1.0 + 0.15 * (k.max(1) - 1) as f64))
+                .collect(),
+            MpsSpeeds::Mixes => {
+                let cols = self.mix_columns(workloads);
+                workloads
+                    .iter()
+                    .zip(cols)
+                    .map(|(&w, col)| {
+                        let solo14 = self.solo.get(w).copied().flatten().map_or(0.3, |s| s[2]);
+                        let lvl = col.map(|v| solo14 * col[2] / v.max(1e-9));
+                        interpolate([(100.0, lvl[0]), (50.0, lvl[1]), (14.0, lvl[2])], pct)
+                    })
+                    .collect()
+            }
+        };
+        self.cache.insert(key, v.clone());
+        v
+    }
+
+    /// Each job's [100, 50, 14] column in a measured mix of exactly these workloads, else the
+    /// mean column of its workload in measured mixes of the same size (nearest size if none).
+    fn mix_columns(&self, workloads: &[usize]) -> Vec<[f64; 3]> {
+        let mut key: Vec<usize> = workloads.to_vec();
+        key.sort_unstable();
+        if let Some((m, slot_w)) = self.exact.get(&key) {
+            let mut used = [false; SLOTS];
+            let cols: Option<Vec<[f64; 3]>> = workloads
+                .iter()
+                .map(|w| {
+                    let s = (0..SLOTS).find(|&s| !used[s] && slot_w[s] == Some(*w))?;
+                    used[s] = true;
+                    Some([m.values[0][s], m.values[1][s], m.values[2][s]])
+                })
+                .collect();
+            if let Some(c) = cols {
+                return c;
             }
         }
-        s[0]
+        let k = workloads.len().clamp(1, SLOTS);
+        workloads
+            .iter()
+            .map(|&w| {
+                (1..=SLOTS)
+                    .filter(|kk| self.mean_columns.contains_key(&(*kk, w)))
+                    .min_by_key(|kk| (kk.abs_diff(k), *kk))
+                    .and_then(|kk| self.mean_columns.get(&(kk, w)).copied())
+                    .unwrap_or([1.0; 3])
+            })
+            .collect()
     }
+}
+
+/// Piecewise-linear in the thread percentage through (pct, value) points, clamped at the ends.
+fn interpolate(pts: [(f64, f64); 3], pct: f64) -> f64 {
+    let p = pct.clamp(pts[2].0, pts[0].0);
+    for w in pts.windows(2) {
+        let ((p0, v0), (p1, v1)) = (w[0], w[1]);
+        if p <= p0 && p >= p1 {
+            return v1 + (v0 - v1) * (p - p1) / (p0 - p1);
+        }
+    }
+    pts[0].1
 }

@@ -152,16 +152,100 @@ pub fn occupancy_svg(o: &Outcome, gpus: usize) -> String {
     s
 }
 
-/// Write `index.html`, `jct_cdf.svg` and `occupancy_<policy>.svg` into `dir`.
-pub fn write(dir: &Path, title: &str, outcomes: &[Outcome], gpus: usize) -> std::io::Result<()> {
+/// System throughput over time (summed speed of running jobs, 1 = one job at whole-GPU speed)
+/// of every outcome on one shared time axis, with a legend.
+pub fn stp_svg(outcomes: &[Outcome]) -> String {
+    let (w, h, ml, mb, mr) = (720.0, 360.0, 60.0, 46.0, 130.0);
+    let end = outcomes
+        .iter()
+        .map(|o| o.metrics.makespan_s)
+        .fold(1.0, f64::max);
+    let top = outcomes
+        .iter()
+        .flat_map(|o| o.stp.iter().map(|p| p.1))
+        .fold(1.0, f64::max)
+        * 1.05;
+    let x = |t: f64| ml + t / end * (w - ml - mr);
+    let y = |v: f64| h - mb - v / top * (h - mb - 24.0);
+    let mut s = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = write!(
+        s,
+        r#"<rect width="{w}" height="{h}" fill="white"/><text x="{}" y="14" text-anchor="middle">System throughput over time (higher is better)</text>"#,
+        (w - mr) / 2.0
+    );
+    for i in 0..=5 {
+        let t = end * i as f64 / 5.0;
+        let v = top * i as f64 / 5.0;
+        let _ = write!(
+            s,
+            r##"<line x1="{0:.1}" y1="24" x2="{0:.1}" y2="{1}" stroke="#eee"/><text x="{0:.1}" y="{2}" text-anchor="middle">{3:.0}</text><text x="{4}" y="{5:.1}" text-anchor="end">{6:.1}</text>"##,
+            x(t),
+            h - mb,
+            h - mb + 16.0,
+            t,
+            ml - 6.0,
+            y(v) + 4.0,
+            v
+        );
+    }
+    let _ = write!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="middle">time since the experiment start (s)</text><text transform="translate(16,{}) rotate(-90)" text-anchor="middle">STP (sum of job speeds)</text>"#,
+        (w - mr + ml) / 2.0,
+        h - 8.0,
+        (h - mb) / 2.0
+    );
+    for (k, o) in outcomes.iter().enumerate() {
+        let c = COLORS[k % COLORS.len()];
+        let pts: Vec<String> = o
+            .stp
+            .iter()
+            .map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v)))
+            .collect();
+        let _ = write!(
+            s,
+            r#"<polyline fill="none" stroke="{c}" stroke-width="1.5" points="{}"/><line x1="{2}" y1="{3}" x2="{4}" y2="{3}" stroke="{c}" stroke-width="3"/><text x="{5}" y="{6}">{1}</text>"#,
+            pts.join(" "),
+            esc(&o.policy),
+            w - mr + 10.0,
+            30.0 + 16.0 * k as f64,
+            w - mr + 30.0,
+            w - mr + 36.0,
+            34.0 + 16.0 * k as f64
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// Write `index.html`, `jct_cdf.svg`, `stp.svg` and `occupancy_<policy>.svg` into `dir`.
+pub fn write(
+    dir: &Path,
+    title: &str,
+    params: &serde_json::Value,
+    details: &[String],
+    outcomes: &[Outcome],
+    gpus: usize,
+) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("jct_cdf.svg"), jct_cdf_svg(outcomes))?;
-    let mut html = format!("<!doctype html><meta charset=utf-8><title>{0}</title><h1>{0}</h1><table border=1 cellpadding=4><tr><th>policy<th>avg JCT s<th>median<th>p95<th>avg queue s<th>makespan s<th>jobs/h<th>GPU util<th>reconfigs<th>moves", esc(title));
+    std::fs::write(dir.join("stp.svg"), stp_svg(outcomes))?;
+    let mut html = format!("<!doctype html><meta charset=utf-8><title>{0}</title><h1>{0}</h1><table border=1 cellpadding=4><tr><th>policy<th>avg JCT s<th>median<th>p95<th>avg JRT s<th>avg queue s<th>makespan s<th>jobs/h<th>mean STP<th>GPU util<th>reconfigs<th>restarts/job<th>profiling s/job", esc(title));
     for o in outcomes {
         let m = &o.metrics;
-        let _ = write!(html, "<tr><td>{}<td>{:.0}<td>{:.0}<td>{:.0}<td>{:.0}<td>{:.0}<td>{:.1}<td>{:.1}%<td>{}<td>{}", esc(&o.policy), m.avg_jct_s, m.median_jct_s, m.p95_jct_s, m.avg_queue_s, m.makespan_s, m.throughput_jobs_per_h, 100.0 * m.gpu_utilization, m.reconfigurations, m.job_moves);
+        let _ = write!(html, "<tr><td>{}<td>{:.0}<td>{:.0}<td>{:.0}<td>{:.0}<td>{:.0}<td>{:.0}<td>{:.1}<td>{:.2}<td>{:.1}%<td>{}<td>{:.2}<td>{:.1}", esc(&o.policy), m.avg_jct_s, m.median_jct_s, m.p95_jct_s, m.avg_jrt_s, m.avg_queue_s, m.makespan_s, m.throughput_jobs_per_h, m.avg_stp, 100.0 * m.gpu_utilization, m.reconfigurations, m.restarts_per_job, m.profiling_s_per_job);
     }
-    html.push_str("</table><p><img src=jct_cdf.svg></p>");
+    html.push_str("</table><p>Times in seconds; lower is better except jobs/h, STP and utilisation.</p>");
+    for d in details {
+        let _ = write!(html, "<p>{}</p>", esc(d));
+    }
+    let _ = write!(
+        html,
+        "<h2>Parameters</h2><pre>{}</pre><p><img src=jct_cdf.svg></p><p><img src=stp.svg></p>",
+        esc(&serde_json::to_string_pretty(params).unwrap_or_default())
+    );
     for o in outcomes {
         let f = format!(
             "occupancy_{}.svg",

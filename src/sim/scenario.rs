@@ -1,34 +1,81 @@
 //! Building the policies of a simulation run: which predictor and which measured data MISO-family
-//! and MPS policies use, and the "optimal static" search over every maximal layout.
+//! and MPS policies use, the modelling switches (what the MISO artifact did, or an alternative),
+//! and the hindsight-best static layout search.
 
-use crate::gpu::{maximal, GpuModel};
+use crate::gpu::{maximal, parse_valid_layout, GpuModel, Layout};
 use crate::optimizer::{Objective, Options, Placement};
-use crate::policy::{Miso, MpsOnly, MpsSource, NoPart, Overheads, Policy, Speeds, Static};
+use crate::policy::{
+    Miso, MisoMode, MpsOnly, MpsPlacement, MpsSource, MpsSpeeds, NoPart, Overheads, Policy, Speeds,
+    Static, StaticBest,
+};
 use crate::predictor::{Dataset, Predictor};
 
-use super::{run, Outcome, SimError, TraceJob};
+use super::{run, EngineOptions, Outcome, SimError, TraceJob};
 
 /// The policies `miso simulate --policy` knows, in report order.
-pub const POLICIES: [&str; 6] = ["nopart", "static", "mps", "miso", "oracle", "ours"];
+pub const POLICIES: [&str; 7] = [
+    "nopart",
+    "static",
+    "static-best",
+    "mps",
+    "miso",
+    "oracle",
+    "ours",
+];
+
+/// Modelling switches. `Fidelity::default()` is the MISO artifact as its drivers ran.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fidelity {
+    /// Scheduling rounds every `tick_s` (the artifact: 10 s); 0 = at every event.
+    pub tick_s: f64,
+    /// MPS speeds of co-located jobs (MPS baseline, MISO's profiling phase).
+    pub mps_speeds: MpsSpeeds,
+    /// The MPS baseline's placement and thread share.
+    pub mps_placement: MpsPlacement,
+    /// MISO and Oracle restart every job of a re-partitioned GPU (the artifact).
+    pub restart_all: bool,
+    /// The earlier model: profiling stalls all jobs of the GPU, even a lone job.
+    pub stall_profiling: bool,
+    /// Static promotes running jobs to larger idle instances (the artifact).
+    pub static_promotion: bool,
+}
+
+impl Default for Fidelity {
+    fn default() -> Fidelity {
+        Fidelity {
+            tick_s: 10.0,
+            mps_speeds: MpsSpeeds::Mixes,
+            mps_placement: MpsPlacement::FirstFitFixed,
+            restart_all: true,
+            stall_profiling: false,
+            static_promotion: true,
+        }
+    }
+}
 
 /// What the data-driven policies need.
 pub struct Env<'a> {
     pub model: &'static GpuModel,
     pub gpus: usize,
     pub seed: u64,
-    /// The MISO measurements (MPS matrices for profiling, solo thread scaling for MPS).
+    /// The MISO measurements (MPS matrices for profiling and MPS speeds).
     pub data: &'a Dataset,
     /// Loads the predictor MISO and Ours use (called once per policy run).
     pub predictor: &'a dyn Fn() -> Result<Predictor, String>,
     pub overheads: Overheads,
-    /// Most jobs per GPU under MPS-only (the artifact's baseline: 3).
+    /// Most jobs per GPU under the MPS baseline (the artifact: 3).
     pub mps_max_jobs: usize,
+    /// Active-thread percentage per job under the MPS baseline (the artifact: 33).
+    pub mps_level_pct: f64,
+    /// The static baseline's fixed layout (the artifact: 3g+2g+2g).
+    pub static_layout: Option<Layout>,
+    pub fidelity: Fidelity,
 }
 
 /// Errors building or running a policy.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
-    #[error("unknown policy `{0}` (allowed: all, nopart, static, mps, miso, oracle, ours)")]
+    #[error("unknown policy `{0}` (allowed: all, nopart, static, static-best, mps, miso, oracle, ours)")]
     UnknownPolicy(String),
     #[error("predictor: {0}")]
     Predictor(String),
@@ -36,62 +83,101 @@ pub enum ScenarioError {
     Sim(#[from] SimError),
 }
 
+/// The artifact's static layout on an A100 (`exp_static.py`: partition code 6 = 3g+2g+2g), or
+/// the largest-first maximal layout with three instances elsewhere.
+pub fn default_static_layout(model: &'static GpuModel) -> Layout {
+    if let Ok(l) = parse_valid_layout(model, "2g.10gb@0,2g.10gb@2,3g.20gb@4") {
+        return l;
+    }
+    let set = model.profile_set(false);
+    let all = maximal(model, &set);
+    all.iter()
+        .find(|l| l.len() == 3)
+        .or_else(|| all.first())
+        .cloned()
+        .unwrap_or_default()
+}
+
 fn miso(env: &Env, label: &str, speeds: Speeds, ours: bool) -> Miso {
-    Miso {
-        label: label.to_string(),
+    let f = &env.fidelity;
+    let options = if ours {
+        Options {
+            objective: Objective::MeanSlowdown,
+            tolerance: 0.02,
+            cost_aware: true,
+            reconfig_s: env.overheads.reconfig_s,
+            ..Options::default()
+        }
+    } else {
+        Options::default()
+    };
+    let mut m = Miso::new(
+        label,
         speeds,
-        options: if ours {
-            // Ours: among layouts within 2 % of the best, keep running jobs in place; re-partition
-            // only when the estimated gain beats the restart cost.
-            Options {
-                objective: Objective::MeanSlowdown,
-                tolerance: 0.02,
-                cost_aware: true,
-                reconfig_s: env.overheads.reconfig_s,
-                ..Options::default()
-            }
-        } else {
-            Options::default()
-        },
-        placement: if ours {
+        if ours { MisoMode::Ours } else { MisoMode::Artifact },
+        options,
+        if ours {
             Placement::BestGain
         } else {
             Placement::FewestJobs
         },
-        overheads: env.overheads.clone(),
-        estimate_remaining: ours,
-    }
+        env.overheads.clone(),
+        MpsSource::new(env.data, env.seed),
+        f.mps_speeds,
+    );
+    m.restart_all = !ours && f.restart_all;
+    m.stall_profiling = f.stall_profiling;
+    m
 }
 
-/// Run one named policy; `tick(done)` reports progress. Static runs every maximal layout and
-/// returns the best by average JCT, naming the layout in `detail`.
+/// Run one named policy; `tick(done)` reports progress. `static-best` runs every maximal layout
+/// and returns the best by average JCT, naming the layout in `detail`.
 pub fn run_named(
     name: &str,
     trace: &[TraceJob],
     env: &Env,
     tick: &mut dyn FnMut(usize),
 ) -> Result<(Outcome, Option<String>), ScenarioError> {
+    let eng = EngineOptions {
+        tick_s: env.fidelity.tick_s,
+    };
     let predicted = || -> Result<Speeds, ScenarioError> {
         let p = (env.predictor)().map_err(ScenarioError::Predictor)?;
         Ok(Speeds::Predicted {
             predictor: Box::new(p),
-            source: MpsSource::new(env.data, env.seed),
         })
     };
     let mut policy: Box<dyn Policy> = match name {
         "nopart" => Box::new(NoPart),
+        "static" => {
+            let layout = env
+                .static_layout
+                .clone()
+                .unwrap_or_else(|| default_static_layout(env.model));
+            let label = layout.label(env.model);
+            let mut p = Static {
+                layout,
+                overheads: env.overheads.clone(),
+                promote: env.fidelity.static_promotion,
+            };
+            let o = run(&mut p, trace, env.model, env.gpus, &eng, tick)?;
+            return Ok((o, Some(format!("layout {label}"))));
+        }
         "mps" => Box::new(MpsOnly {
             max_jobs: env.mps_max_jobs,
+            level_pct: env.mps_level_pct,
+            placement: env.fidelity.mps_placement,
+            speeds: env.fidelity.mps_speeds,
             source: MpsSource::new(env.data, env.seed),
         }),
         "miso" => Box::new(miso(env, "miso", predicted()?, false)),
         "oracle" => Box::new(miso(env, "oracle", Speeds::True, false)),
         "ours" => Box::new(miso(env, "ours", predicted()?, true)),
-        "static" => {
+        "static-best" => {
             let mut best: Option<(Outcome, String)> = None;
             for l in maximal(env.model, &env.model.profile_set(false)) {
-                let mut p = Static { layout: l.clone() };
-                let o = match run(&mut p, trace, env.model, env.gpus, tick) {
+                let mut p = StaticBest { layout: l.clone() };
+                let o = match run(&mut p, trace, env.model, env.gpus, &eng, tick) {
                     Ok(o) => o,
                     Err(SimError::Stuck { .. }) => continue, // some job fits no slice of it
                     Err(e) => return Err(e.into()),
@@ -104,18 +190,18 @@ pub fn run_named(
                 }
             }
             return best
-                .map(|(o, l)| (o, Some(format!("best static layout {l}"))))
+                .map(|(mut o, l)| {
+                    o.policy = "static-best".into();
+                    (o, Some(format!("best static layout {l}")))
+                })
                 .ok_or_else(|| {
                     ScenarioError::Sim(SimError::Stuck {
                         job: "(some job)".into(),
-                        policy: "static (every layout)".into(),
+                        policy: "static-best (every layout)".into(),
                     })
                 });
         }
         other => return Err(ScenarioError::UnknownPolicy(other.to_string())),
     };
-    Ok((
-        run(policy.as_mut(), trace, env.model, env.gpus, tick)?,
-        None,
-    ))
+    Ok((run(policy.as_mut(), trace, env.model, env.gpus, &eng, tick)?, None))
 }

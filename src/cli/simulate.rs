@@ -1,0 +1,651 @@
+//! `miso simulate`: flags, loading the trace, running the policies (one seed, several seeds, or
+//! the ablation of the modelling switches), printing tables or JSON, writing the report.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use serde_json::json;
+
+use miso::policy::{MpsPlacement, MpsSpeeds, Overheads};
+use miso::predictor;
+use miso::sim::{self, scenario, trace};
+
+use crate::{print_json, progress, GpuArg, DEFAULT_DATA};
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum FormatArg {
+    /// The MISO artifact's trace_100.json (+ job_models.json beside it).
+    Miso,
+    /// Any CSV through --columns.
+    Csv,
+    /// The Philly CSV (= csv with id=job_id,arrival=submit_time,work=duration,gpus=num_gpus).
+    Philly,
+    /// The Alibaba openb pod list (= csv with id=name,arrival=creation_time,
+    /// start=scheduled_time,end=deletion_time,gpus=num_gpu,gpu_milli=gpu_milli,qos=qos,
+    /// phase=pod_phase).
+    Openb,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ArrivalOrder {
+    /// A seeded random order of the jobs (exp_full.py's random.sample).
+    Shuffled,
+    /// Job-id order (trace_100.json is sorted by run time: shortest first).
+    ById,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum MpsSpeedsArg {
+    /// The measured MISO mixes: each job's latency with its actual co-runners.
+    Mixes,
+    /// Solo thread scaling, 15 % slower per co-runner (the artifact's only MPS model).
+    Penalty,
+    /// Solo thread scaling, no interference.
+    Solo,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum MpsPlacementArg {
+    /// Lowest-numbered GPU with room, --mps-level-pct threads per job (the artifact).
+    FirstFit,
+    /// Least-loaded GPU, threads split equally.
+    LeastLoaded,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Restarts {
+    /// Every job of a re-partitioned GPU restarts (the artifact's MISO and Oracle).
+    All,
+    /// Only jobs whose instance changes.
+    Moved,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ProfilingArg {
+    /// Only a job joining busy jobs is profiled; everyone keeps training under MPS meanwhile.
+    Artifact,
+    /// Every join is profiled, even on an idle GPU, and all jobs of the GPU stall meanwhile.
+    StallAll,
+}
+
+#[derive(Args)]
+#[command(after_help = "Examples:
+  miso simulate                                   # the MISO paper's setup, seed 1
+  miso simulate --seeds 1-10                      # the paper's table over ten seeds
+  miso simulate --ablation --seeds 1-10           # what each modelling switch is worth
+  miso simulate --trace ../shared/datasets/traces/philly_week_20171127_1gpu.csv --format philly --gpus 64
+  miso simulate --trace t.csv --format csv --columns arrival=submit,work=runtime,gpus=ngpu
+  miso simulate --synthetic 500 --mean-interarrival-s 30 --policy nopart,miso,ours --json
+
+Lower is better for JCT, JRT and queueing times; higher for throughput and STP.")]
+pub struct SimulateArgs {
+    /// Trace file (default: the MISO artifact's trace_100.json in --data).
+    #[arg(long)]
+    trace: Option<std::path::PathBuf>,
+    /// Trace format.
+    #[arg(long, value_enum, default_value = "miso")]
+    format: FormatArg,
+    /// CSV column mapping (with --format csv): arrival=COL and work=COL (or start=COL,end=COL),
+    /// optionally gpus, gpu_fraction or gpu_milli, workload, id, qos, phase. Arrival in seconds
+    /// or as a UTC datetime (2017-10-09 07:01:55).
+    #[arg(long)]
+    columns: Option<String>,
+    /// QoS classes to keep when the trace has a qos column (e.g. LS,BE; default all).
+    #[arg(long, value_delimiter = ',')]
+    qos: Vec<String>,
+    /// Instead of a file: a synthetic trace of this many jobs (at most 10,000,000).
+    #[arg(long, conflicts_with = "trace")]
+    synthetic: Option<usize>,
+    /// Mean inter-arrival seconds (MISO and synthetic traces; MISO: first third twice as fast).
+    #[arg(long, default_value_t = 60.0)]
+    mean_interarrival_s: f64,
+    /// MISO trace: arrival order of the jobs.
+    #[arg(long, value_enum, default_value = "shuffled")]
+    arrival_order: ArrivalOrder,
+    /// Multiply CSV job durations by this (e.g. to load a small cluster less).
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// Keep only the first N jobs of the trace (by arrival).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// GPUs in the cluster.
+    #[arg(long, default_value_t = 8)]
+    gpus: usize,
+    #[command(flatten)]
+    gpu: GpuArg,
+    /// Policies to run: all, or a comma list of nopart, static, static-best, mps, miso, oracle,
+    /// ours.
+    #[arg(long, default_value = "all")]
+    policy: String,
+    /// Seed of arrivals, workload mapping and MPS sample choice.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Several seeds (e.g. 1-10 or 1,2,5): per-seed averages and their mean.
+    #[arg(long, conflicts_with = "seed")]
+    seeds: Option<String>,
+    /// Run the artifact's setup, then each modelling switch flipped, over --seeds: average JCT
+    /// of each policy per row.
+    #[arg(long)]
+    ablation: bool,
+    /// The predictor MISO and Ours use.
+    #[arg(long, default_value = miso::predictor::DEFAULT_MODEL)]
+    model: std::path::PathBuf,
+    /// The MISO measurements (MPS matrices for profiling; MPS speeds).
+    #[arg(long, default_value = DEFAULT_DATA)]
+    data: std::path::PathBuf,
+    /// Seconds between scheduling rounds (the artifact's loop: 10); 0: react at every event.
+    #[arg(long, default_value_t = 10.0)]
+    tick_s: f64,
+    /// MPS profiling seconds when a job joins busy jobs.
+    #[arg(long, default_value_t = 30.0)]
+    profiling_s: f64,
+    /// How profiling is modelled.
+    #[arg(long, value_enum, default_value = "artifact")]
+    profiling: ProfilingArg,
+    /// MIG reconfiguration seconds before jobs start on new instances.
+    #[arg(long, default_value_t = 2.0)]
+    reconfig_s: f64,
+    /// Restore cost of a checkpointed job: the artifact's measured per-model times (bert 18 s,
+    /// cyclegan 44, deepspeech2 14, embedding 4, gnn 5, mobilenet 7, resnet 9, transformer 5),
+    /// or this many seconds for every job.
+    #[arg(long)]
+    restart_s: Option<f64>,
+    /// Which jobs MISO and Oracle restart when they re-partition a GPU.
+    #[arg(long, value_enum, default_value = "all")]
+    miso_restarts: Restarts,
+    /// MPS speeds of co-located jobs (MPS baseline, profiling phase).
+    #[arg(long, value_enum, default_value = "mixes")]
+    mps_speeds: MpsSpeedsArg,
+    /// MPS baseline placement.
+    #[arg(long, value_enum, default_value = "first-fit")]
+    mps_placement: MpsPlacementArg,
+    /// Jobs per GPU under the MPS baseline (1-7).
+    #[arg(long, default_value_t = 3)]
+    mps_max_jobs: usize,
+    /// Active-thread percentage per job under the MPS baseline (the artifact: 33).
+    #[arg(long, default_value_t = 33.0)]
+    mps_level_pct: f64,
+    /// The static baseline's layout (default: the artifact's 2g.10gb@0,2g.10gb@2,3g.20gb@4).
+    #[arg(long)]
+    static_layout: Option<String>,
+    /// The static baseline does not promote jobs to larger idle instances.
+    #[arg(long)]
+    no_promotion: bool,
+    /// Write an HTML/SVG report (JCT CDF, throughput over time, per-GPU occupancy) here.
+    #[arg(long)]
+    report: Option<std::path::PathBuf>,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_seeds(s: &str) -> Result<Vec<u64>> {
+    let mut v = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if let Some((a, b)) = part.split_once('-') {
+            let (a, b): (u64, u64) = (
+                a.trim().parse().context("--seeds: not a number")?,
+                b.trim().parse().context("--seeds: not a number")?,
+            );
+            if b < a || b - a > 1000 {
+                bail!("--seeds: `{part}` is not a range of at most 1,000 seeds");
+            }
+            v.extend(a..=b);
+        } else {
+            v.push(part.parse().with_context(|| format!("--seeds: `{part}` is not a number"))?);
+        }
+    }
+    if v.is_empty() {
+        bail!("--seeds: no seed given");
+    }
+    Ok(v)
+}
+
+struct Setup {
+    model: &'static miso::gpu::GpuModel,
+    policies: Vec<String>,
+    data: predictor::Dataset,
+    static_layout: Option<miso::gpu::Layout>,
+}
+
+fn check(a: &SimulateArgs) -> Result<()> {
+    if a.gpus == 0 || a.gpus > 100_000 {
+        bail!("--gpus: must be between 1 and 100,000");
+    }
+    for (name, v, min) in [
+        ("--mean-interarrival-s", a.mean_interarrival_s, 1e-9),
+        ("--time-scale", a.time_scale, 1e-9),
+        ("--profiling-s", a.profiling_s, 0.0),
+        ("--reconfig-s", a.reconfig_s, 0.0),
+        ("--tick-s", a.tick_s, 0.0),
+        ("--mps-level-pct", a.mps_level_pct, 1.0),
+        ("--restart-s", a.restart_s.unwrap_or(0.0), 0.0),
+    ] {
+        if !(v.is_finite() && v >= min) {
+            bail!("{name}: {v} is out of range (at least {min})");
+        }
+    }
+    if a.mps_level_pct > 100.0 {
+        bail!("--mps-level-pct: {} is more than 100", a.mps_level_pct);
+    }
+    if !(1..=7).contains(&a.mps_max_jobs) {
+        bail!("--mps-max-jobs: {} is not between 1 and 7", a.mps_max_jobs);
+    }
+    if a.synthetic.is_some_and(|n| n == 0 || n > 10_000_000) {
+        bail!("--synthetic: must be between 1 and 10,000,000 jobs");
+    }
+    if a.columns.is_some() != (a.format == FormatArg::Csv) {
+        bail!("--columns: give it exactly when --format csv");
+    }
+    Ok(())
+}
+
+fn load_trace(
+    a: &SimulateArgs,
+    seed: u64,
+    shuffle: bool,
+) -> Result<(Vec<trace::TraceJob>, String, trace::Skipped)> {
+    let opts = trace::LoadOptions {
+        seed,
+        time_scale: a.time_scale,
+        mean_interarrival_s: a.mean_interarrival_s,
+        shuffle,
+        qos: a.qos.clone(),
+    };
+    let (mut jobs, source, skipped) = match (&a.synthetic, &a.trace) {
+        (Some(n), _) => (
+            trace::synthetic(*n, a.mean_interarrival_s, 600.0, 4.0 * 3600.0, seed),
+            format!("synthetic ({n} jobs)"),
+            trace::Skipped::default(),
+        ),
+        (None, path) => {
+            let path = path
+                .clone()
+                .unwrap_or_else(|| std::path::Path::new(&a.data).join("trace_100.json"));
+            let format = match a.format {
+                FormatArg::Miso => trace::Format::Miso,
+                FormatArg::Philly => trace::Format::philly(),
+                FormatArg::Openb => trace::Format::openb(),
+                FormatArg::Csv => trace::Format::Csv(trace::Columns::parse(
+                    a.columns.as_deref().unwrap_or_default(),
+                )?),
+            };
+            let t = trace::load(&path, &format, &opts)?;
+            (t.jobs, path.display().to_string(), t.skipped)
+        }
+    };
+    if let Some(n) = a.limit {
+        jobs.sort_by(|x, y| x.arrival_s.total_cmp(&y.arrival_s));
+        jobs.truncate(n);
+    }
+    Ok((jobs, source, skipped))
+}
+
+fn fidelity(a: &SimulateArgs) -> scenario::Fidelity {
+    scenario::Fidelity {
+        tick_s: a.tick_s,
+        mps_speeds: match a.mps_speeds {
+            MpsSpeedsArg::Mixes => MpsSpeeds::Mixes,
+            MpsSpeedsArg::Penalty => MpsSpeeds::Penalty,
+            MpsSpeedsArg::Solo => MpsSpeeds::Solo,
+        },
+        mps_placement: match a.mps_placement {
+            MpsPlacementArg::FirstFit => MpsPlacement::FirstFitFixed,
+            MpsPlacementArg::LeastLoaded => MpsPlacement::LeastLoadedEqual,
+        },
+        restart_all: a.miso_restarts == Restarts::All,
+        stall_profiling: a.profiling == ProfilingArg::StallAll,
+        static_promotion: !a.no_promotion,
+    }
+}
+
+fn overheads(a: &SimulateArgs) -> Overheads {
+    Overheads {
+        profiling_s: a.profiling_s,
+        reconfig_s: a.reconfig_s,
+        per_model_restart: a.restart_s.is_none(),
+        restart_s: a.restart_s.unwrap_or(30.0),
+        ..Overheads::default()
+    }
+}
+
+/// Run the policies on one seed with these switches; (policy, outcome, detail) in order.
+fn run_seed(
+    a: &SimulateArgs,
+    s: &Setup,
+    seed: u64,
+    fid: &scenario::Fidelity,
+    oh: &Overheads,
+    shuffle: Option<bool>,
+    quiet: bool,
+) -> Result<(Vec<(sim::Outcome, Option<String>)>, usize, String, trace::Skipped)> {
+    let shuffle = shuffle.unwrap_or(a.arrival_order == ArrivalOrder::Shuffled);
+    let (jobs, source, skipped) = load_trace(a, seed, shuffle)?;
+    let model_dir = a.model.clone();
+    let load = move || predictor::Predictor::load(&model_dir).map_err(|e| e.to_string());
+    let env = scenario::Env {
+        model: s.model,
+        gpus: a.gpus,
+        seed,
+        data: &s.data,
+        predictor: &load,
+        overheads: oh.clone(),
+        mps_max_jobs: a.mps_max_jobs,
+        mps_level_pct: a.mps_level_pct,
+        static_layout: s.static_layout.clone(),
+        fidelity: fid.clone(),
+    };
+    let mut out = Vec::new();
+    for p in &s.policies {
+        let bar = if quiet {
+            indicatif::ProgressBar::hidden()
+        } else {
+            progress(jobs.len() as u64, p, "jobs")
+        };
+        let r = scenario::run_named(p, &jobs, &env, &mut |d| bar.set_position(d as u64))?;
+        bar.finish_and_clear();
+        out.push(r);
+    }
+    Ok((out, jobs.len(), source, skipped))
+}
+
+pub fn run(a: SimulateArgs) -> Result<()> {
+    check(&a)?;
+    let model = a.gpu.model()?;
+    let policies: Vec<String> = if a.policy == "all" {
+        scenario::POLICIES.iter().map(|s| s.to_string()).collect()
+    } else {
+        a.policy.split(',').map(|s| s.trim().to_string()).collect()
+    };
+    for p in &policies {
+        if !scenario::POLICIES.contains(&p.as_str()) {
+            bail!(
+                "--policy: unknown policy `{p}` (allowed: all, {})",
+                scenario::POLICIES.join(", ")
+            );
+        }
+    }
+    let static_layout = match &a.static_layout {
+        Some(l) => Some(miso::gpu::parse_valid_layout(model, l).context("--static-layout")?),
+        None => None,
+    };
+    let data = predictor::data::load(&a.data).context("--data (the MISO measurements)")?;
+    let setup = Setup {
+        model,
+        policies,
+        data,
+        static_layout,
+    };
+    if a.ablation {
+        return ablation(&a, &setup);
+    }
+    if let Some(spec) = &a.seeds {
+        return many_seeds(&a, &setup, &parse_seeds(spec)?);
+    }
+    let (outcomes, njobs, source, skipped) =
+        run_seed(&a, &setup, a.seed, &fidelity(&a), &overheads(&a), None, false)?;
+    let mut results = serde_json::Map::new();
+    for (o, detail) in &outcomes {
+        let mut m = serde_json::to_value(&o.metrics)?;
+        if let (Some(d), Some(obj)) = (detail, m.as_object_mut()) {
+            obj.insert("detail".into(), json!(d));
+        }
+        results.insert(o.policy.clone(), m);
+    }
+    let title = format!("{njobs} jobs from {source} on {} × {}", a.gpus, model.name);
+    let params = params(&a, &skipped);
+    if let Some(dir) = &a.report {
+        let os: Vec<sim::Outcome> = outcomes.iter().map(|(o, _)| o.clone()).collect();
+        let details: Vec<String> = outcomes
+            .iter()
+            .filter_map(|(o, d)| d.as_ref().map(|d| format!("{}: {d}", o.policy)))
+            .collect();
+        sim::report::write(dir, &title, &params, &details, &os, a.gpus)
+            .with_context(|| format!("cannot write the report to {}", dir.display()))?;
+    }
+    if a.json {
+        return print_json(&json!({
+            "scenario": {"trace": source, "jobs": njobs, "gpus": a.gpus, "gpu": model.name, "seed": a.seed,
+                         "parameters": params, "skipped": skipped},
+            "policies": results,
+        }));
+    }
+    println!("{title} (seed {})", a.seed);
+    print_table(&outcomes);
+    if let Some(dir) = &a.report {
+        println!("report: {}", dir.join("index.html").display());
+    }
+    Ok(())
+}
+
+fn params(a: &SimulateArgs, skipped: &trace::Skipped) -> serde_json::Value {
+    json!({
+        "tick_s": a.tick_s, "mean_interarrival_s": a.mean_interarrival_s,
+        "arrival_order": if a.arrival_order == ArrivalOrder::Shuffled { "shuffled" } else { "by-id" },
+        "profiling": if a.profiling == ProfilingArg::Artifact { "artifact" } else { "stall-all" },
+        "profiling_s": a.profiling_s, "reconfig_s": a.reconfig_s,
+        "restart": a.restart_s.map_or("per-model".to_string(), |s| format!("{s} s")),
+        "miso_restarts": if a.miso_restarts == Restarts::All { "all" } else { "moved" },
+        "mps_speeds": format!("{:?}", fidelity(a).mps_speeds).to_lowercase(),
+        "mps_placement": if a.mps_placement == MpsPlacementArg::FirstFit { "first-fit" } else { "least-loaded" },
+        "mps_max_jobs": a.mps_max_jobs, "mps_level_pct": a.mps_level_pct,
+        "time_scale": a.time_scale, "skipped_rows": skipped,
+    })
+}
+
+fn print_table(outcomes: &[(sim::Outcome, Option<String>)]) {
+    println!(
+        "{:<11} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>6} {:>5} {:>8} {:>8} {:>7}",
+        "policy", "avg JCT", "median", "p95", "JRT", "queue", "makespan", "STP", "util", "reconfig", "restarts", "prof s"
+    );
+    for (o, _) in outcomes {
+        let m = &o.metrics;
+        println!(
+            "{:<11} {:>9.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>10.0} {:>6.2} {:>4.0}% {:>8} {:>8.2} {:>7.1}",
+            o.policy,
+            m.avg_jct_s,
+            m.median_jct_s,
+            m.p95_jct_s,
+            m.avg_jrt_s,
+            m.avg_queue_s,
+            m.makespan_s,
+            m.avg_stp,
+            100.0 * m.gpu_utilization,
+            m.reconfigurations,
+            m.restarts_per_job,
+            m.profiling_s_per_job
+        );
+    }
+    println!(
+        "seconds; lower is better except STP (mean summed speed of running jobs, higher is better).\n\
+         JCT = completion − arrival, JRT = completion − start, queue = start − arrival; makespan from\n\
+         the experiment start; reconfig = MIG layout changes; restarts = checkpoint/restarts per job;\n\
+         prof s = seconds per job in MPS profiling."
+    );
+    for (o, d) in outcomes {
+        if let Some(d) = d {
+            println!("{}: {d}", o.policy);
+        }
+        if let Some(g) = &o.metrics.groups {
+            for (name, gm) in g {
+                println!(
+                    "{}: {name}: {} jobs, avg JCT {:.0}, p95 {:.0}, queue {:.0}",
+                    o.policy, gm.jobs, gm.avg_jct_s, gm.p95_jct_s, gm.avg_queue_s
+                );
+            }
+        }
+    }
+    let avg = |n: &str| {
+        outcomes
+            .iter()
+            .find(|(o, _)| o.policy == n)
+            .map(|(o, _)| o.metrics.avg_jct_s)
+    };
+    for (p, base) in [("miso", "nopart"), ("miso", "static"), ("ours", "miso"), ("ours", "nopart")] {
+        if let (Some(b), Some(x)) = (avg(base), avg(p)) {
+            println!("{p} vs {base}: average JCT {:+.1}%", 100.0 * (x - b) / b);
+        }
+    }
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+fn many_seeds(a: &SimulateArgs, s: &Setup, seeds: &[u64]) -> Result<()> {
+    let (fid, oh) = (fidelity(a), overheads(a));
+    let bar = progress(seeds.len() as u64, "seeds", "seeds");
+    let mut rows: Vec<(u64, Vec<(String, sim::Metrics)>)> = Vec::new();
+    for &seed in seeds {
+        let (o, ..) = run_seed(a, s, seed, &fid, &oh, None, true)?;
+        rows.push((seed, o.into_iter().map(|(o, _)| (o.policy, o.metrics)).collect()));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let names: Vec<String> = rows[0].1.iter().map(|(p, _)| p.clone()).collect();
+    let col = |p: &str, f: &dyn Fn(&sim::Metrics) -> f64| -> Vec<f64> {
+        rows.iter()
+            .filter_map(|(_, r)| r.iter().find(|(n, _)| n == p).map(|(_, m)| f(m)))
+            .collect()
+    };
+    if a.json {
+        let per: Vec<_> = rows
+            .iter()
+            .map(|(seed, r)| {
+                let m: serde_json::Map<String, serde_json::Value> = r
+                    .iter()
+                    .map(|(p, m)| (p.clone(), serde_json::to_value(m).unwrap_or_default()))
+                    .collect();
+                json!({"seed": seed, "policies": m})
+            })
+            .collect();
+        let means: serde_json::Map<String, serde_json::Value> = names
+            .iter()
+            .map(|p| {
+                (p.clone(), json!({
+                    "avg_jct_s": mean(&col(p, &|m| m.avg_jct_s)),
+                    "p95_jct_s": mean(&col(p, &|m| m.p95_jct_s)),
+                    "avg_queue_s": mean(&col(p, &|m| m.avg_queue_s)),
+                    "makespan_s": mean(&col(p, &|m| m.makespan_s)),
+                }))
+            })
+            .collect();
+        return print_json(&json!({"seeds": per, "mean": means}));
+    }
+    print!("{:<6}", "seed");
+    for p in &names {
+        print!(" {p:>11}");
+    }
+    println!();
+    for (seed, r) in &rows {
+        print!("{seed:<6}");
+        for (_, m) in r {
+            print!(" {:>11.0}", m.avg_jct_s);
+        }
+        println!();
+    }
+    for (label, f) in [
+        ("mean", &(|m: &sim::Metrics| m.avg_jct_s) as &dyn Fn(&sim::Metrics) -> f64),
+        ("p95", &|m: &sim::Metrics| m.p95_jct_s),
+    ] {
+        print!("{label:<6}");
+        for p in &names {
+            print!(" {:>11.0}", mean(&col(p, f)));
+        }
+        println!();
+    }
+    println!("average JCT in seconds per seed (lower is better); p95 row: mean of the per-seed p95 JCT.");
+    let m = |p: &str| mean(&col(p, &|m| m.avg_jct_s));
+    for (p, base) in [("miso", "nopart"), ("miso", "static"), ("ours", "miso"), ("oracle", "nopart")] {
+        if names.iter().any(|n| n == p) && names.iter().any(|n| n == base) {
+            println!("{p} vs {base}: {:+.1}%", 100.0 * (m(p) - m(base)) / m(base));
+        }
+    }
+    Ok(())
+}
+
+/// The artifact's setup, then each switch flipped alone.
+fn ablation(a: &SimulateArgs, s: &Setup) -> Result<()> {
+    let seeds = parse_seeds(a.seeds.as_deref().unwrap_or("1-10"))?;
+    let base_f = scenario::Fidelity::default();
+    let base_o = Overheads::default();
+    type Row = (&'static str, scenario::Fidelity, Overheads, Option<bool>);
+    let mut rows: Vec<Row> = vec![("artifact (default)", base_f.clone(), base_o.clone(), Some(true))];
+    let mut f = base_f.clone();
+    f.tick_s = 0.0;
+    rows.push(("rounds at every event (--tick-s 0)", f, base_o.clone(), Some(true)));
+    rows.push(("arrivals in job-id order (--arrival-order by-id)", base_f.clone(), base_o.clone(), Some(false)));
+    let mut f = base_f.clone();
+    f.stall_profiling = true;
+    rows.push(("profiling stalls all, even alone (--profiling stall-all)", f, base_o.clone(), Some(true)));
+    let mut o = base_o.clone();
+    o.per_model_restart = false;
+    o.restart_s = 30.0;
+    rows.push(("flat 30 s restore (--restart-s 30)", base_f.clone(), o, Some(true)));
+    let mut f = base_f.clone();
+    f.restart_all = false;
+    rows.push(("MISO restarts moved jobs only (--miso-restarts moved)", f, base_o.clone(), Some(true)));
+    for (label, sp) in [
+        ("MPS speeds: 15 % per co-runner (--mps-speeds penalty)", MpsSpeeds::Penalty),
+        ("MPS speeds: solo, no interference (--mps-speeds solo)", MpsSpeeds::Solo),
+    ] {
+        let mut f = base_f.clone();
+        f.mps_speeds = sp;
+        rows.push((label, f, base_o.clone(), Some(true)));
+    }
+    let mut f = base_f.clone();
+    f.mps_placement = MpsPlacement::LeastLoadedEqual;
+    rows.push(("MPS least-loaded, equal share (--mps-placement least-loaded)", f, base_o.clone(), Some(true)));
+    let mut f = base_f.clone();
+    f.static_promotion = false;
+    rows.push(("static without promotion (--no-promotion)", f, base_o.clone(), Some(true)));
+    let bar = progress((rows.len() * seeds.len()) as u64, "ablation", "runs");
+    let mut table: Vec<(String, Vec<(String, f64)>)> = Vec::new();
+    for (label, f, o, shuffle) in &rows {
+        let mut sums: Vec<(String, Vec<f64>)> = Vec::new();
+        for &seed in &seeds {
+            let (out, ..) = run_seed(a, s, seed, f, o, *shuffle, true)?;
+            for (oc, _) in out {
+                match sums.iter_mut().find(|(p, _)| *p == oc.policy) {
+                    Some((_, v)) => v.push(oc.metrics.avg_jct_s),
+                    None => sums.push((oc.policy.clone(), vec![oc.metrics.avg_jct_s])),
+                }
+            }
+            bar.inc(1);
+        }
+        table.push((label.to_string(), sums.into_iter().map(|(p, v)| (p, mean(&v))).collect()));
+    }
+    bar.finish_and_clear();
+    if a.json {
+        let v: Vec<_> = table
+            .iter()
+            .map(|(l, r)| {
+                let m: serde_json::Map<String, serde_json::Value> =
+                    r.iter().map(|(p, x)| (p.clone(), json!(x))).collect();
+                json!({"switch": l, "avg_jct_s": m})
+            })
+            .collect();
+        return print_json(&json!({"seeds": seeds, "rows": v}));
+    }
+    print!("| switch |");
+    for (p, _) in &table[0].1 {
+        print!(" {p} |");
+    }
+    println!();
+    print!("|---|");
+    for _ in &table[0].1 {
+        print!("---|");
+    }
+    println!();
+    for (l, r) in &table {
+        print!("| {l} |");
+        for (_, x) in r {
+            print!(" {x:.0} |");
+        }
+        println!();
+    }
+    println!(
+        "\naverage JCT in seconds, mean over seeds {:?} (lower is better); each row flips one switch of the artifact's setup.",
+        seeds
+    );
+    Ok(())
+}

@@ -1,0 +1,538 @@
+//! MISO, its Oracle, and Ours: MIG re-partitioning driven by predicted (or true) speeds.
+//!
+//! As the artifact ran MISO (`exp_miso.py`, `mps/scheduler/simulator/utils.py`): a job arriving
+//! at an idle GPU starts on the whole GPU at once; a job joining busy jobs sends the GPU into an
+//! MPS profiling phase (the running jobs are checkpointed and resumed under MPS, everyone keeps
+//! training at the profiling thread share for `profiling_s`), then every job is checkpointed
+//! and restarted on the layout chosen from the predicted speeds. A GPU in a profiling phase or
+//! just checkpointed takes no new job; when a job leaves, the GPU is re-partitioned (every job
+//! restarted) only when no job waits. The Oracle (`exp_oracle.py`) knows true speeds and skips
+//! profiling. Ours keeps MISO's mechanism and changes the decisions (see [`MisoMode::Ours`]).
+
+use crate::gpu::{Instance, Layout};
+use crate::optimizer::{self, OptJob, Options, Placement};
+use crate::perf::{self, JobPerf, KINDS, KIND_SLICES};
+use crate::predictor::Predictor;
+
+use super::baselines::whole_instance;
+use super::{min_kind, Cluster, MpsSource, MpsSpeeds, Overheads, Policy};
+
+/// How a MISO-family policy learns speeds.
+pub enum Speeds {
+    /// True speeds, no profiling (Oracle).
+    True,
+    /// MPS profiling of the mix, then the predictor.
+    Predicted { predictor: Box<Predictor> },
+}
+
+/// Which decisions around the optimizer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MisoMode {
+    /// The artifact's rules: fewest-jobs placement gated by its `max_allowed` slice rule, every
+    /// job of a re-partitioned GPU restarted, re-partition on completion only when nothing waits.
+    Artifact,
+    /// Ours: placement where the job adds the least predicted slowdown (exact feasibility), a
+    /// waiting job takes an idle instance that fits it without disturbing anyone, only moved
+    /// jobs restart, re-partitioning on completion when its gain over the jobs' attained
+    /// service beats the restart cost, and least disruption among near-equal layouts.
+    Ours,
+}
+
+/// A GPU's MPS profiling phase.
+#[derive(Clone, Debug)]
+struct Profiling {
+    started: f64,
+}
+
+/// MISO, Oracle and Ours.
+pub struct Miso {
+    pub label: String,
+    pub speeds: Speeds,
+    pub mode: MisoMode,
+    pub options: Options,
+    pub placement: Placement,
+    pub overheads: Overheads,
+    /// Simulated MPS measurements (predictor input) and MPS speeds in the profiling phase.
+    pub mps: MpsSource,
+    pub mps_speeds: MpsSpeeds,
+    /// Restart every job of a re-partitioned GPU (the artifact), else only moved ones.
+    pub restart_all: bool,
+    /// The earlier model: profiling stalls every job of the GPU, even a job alone on it.
+    pub stall_profiling: bool,
+    profiling: Vec<Option<Profiling>>,
+}
+
+/// The artifact's 18 A100 partitions (`partition_code.json`: compute slices per GPU), used by
+/// its `update_max_allowed` rule only (the layouts themselves come from the exact optimizer).
+const ARTIFACT_PARTITIONS: [&[u8]; 18] = [
+    &[7],
+    &[2, 1, 4],
+    &[1, 1, 1, 4],
+    &[3, 3],
+    &[2, 1, 3],
+    &[1, 1, 1, 3],
+    &[3, 2, 2],
+    &[3, 2, 1, 1],
+    &[3, 1, 1, 2],
+    &[3, 1, 1, 1, 1],
+    &[2, 1, 2, 2],
+    &[2, 1, 2, 1, 1],
+    &[2, 1, 1, 1, 2],
+    &[1, 1, 1, 2, 1, 1],
+    &[1, 1, 1, 1, 1, 2],
+    &[2, 1, 1, 1, 1, 1],
+    &[1, 2, 1, 1, 1, 1],
+    &[1, 1, 1, 1, 1, 1, 1],
+];
+
+impl Miso {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        label: &str,
+        speeds: Speeds,
+        mode: MisoMode,
+        options: Options,
+        placement: Placement,
+        overheads: Overheads,
+        mps: MpsSource,
+        mps_speeds: MpsSpeeds,
+    ) -> Miso {
+        Miso {
+            label: label.to_string(),
+            speeds,
+            mode,
+            options,
+            placement,
+            overheads,
+            mps,
+            mps_speeds,
+            restart_all: mode == MisoMode::Artifact,
+            stall_profiling: false,
+            profiling: Vec::new(),
+        }
+    }
+
+    fn predicted(&self) -> bool {
+        matches!(self.speeds, Speeds::Predicted { .. })
+    }
+
+    /// What the policy knows of a job before profiling it: which slices it fits (its memory
+    /// need) and, for speeds, the catalog's mean per profile kind (a typical job).
+    fn prior(c: &Cluster, j: usize) -> JobPerf {
+        let truth = c.true_perf(j);
+        let cat = perf::catalog();
+        let mut p = truth.clone();
+        for k in 0..KINDS {
+            if truth.speed[k].is_some() {
+                let v: Vec<f64> = cat.iter().filter_map(|w| w.perf().speed[k]).collect();
+                p.speed[k] = Some(v.iter().sum::<f64>() / v.len().max(1) as f64);
+            }
+        }
+        p
+    }
+
+    fn opt_jobs(&self, c: &Cluster, g: usize, now: f64) -> Vec<OptJob> {
+        c.gpus[g]
+            .jobs
+            .iter()
+            .map(|&j| {
+                let job = &c.jobs[j];
+                let perf = job.believed.clone().unwrap_or_else(|| c.true_perf(j));
+                OptJob {
+                    id: j.to_string(),
+                    perf,
+                    remaining_s: match self.mode {
+                        // Attained service as the estimate of what is left (least-attained
+                        // service reasoning; the true remaining work is never read).
+                        MisoMode::Ours => Some((now - job.start_s.unwrap_or(now)).max(60.0)),
+                        MisoMode::Artifact => None,
+                    },
+                    current: job.instance,
+                    restart_s: self.overheads.restart(job.workload),
+                }
+            })
+            .collect()
+    }
+
+    /// Believed speeds of the jobs on GPU `g` (predicted from its mix's MPS measurement).
+    fn learn(&mut self, c: &mut Cluster, g: usize) {
+        let jobs = c.gpus[g].jobs.clone();
+        match &self.speeds {
+            Speeds::True => {
+                for j in jobs {
+                    c.jobs[j].believed = Some(c.true_perf(j));
+                }
+            }
+            Speeds::Predicted { predictor } => {
+                let ws: Vec<usize> = jobs.iter().map(|&j| c.jobs[j].workload).collect();
+                let (m, slot_of) = self.mps.matrix(&ws);
+                let table = predictor.predict(&m);
+                for (i, &j) in jobs.iter().enumerate() {
+                    let truth = c.true_perf(j);
+                    let mut p = table
+                        .get(slot_of.get(i).copied().unwrap_or(usize::MAX))
+                        .cloned()
+                        .flatten()
+                        .unwrap_or_else(|| truth.clone());
+                    // Feasibility is known (memory need), speeds are predicted.
+                    for k in 0..KINDS {
+                        p.speed[k] = match (truth.speed[k], p.speed[k]) {
+                            (Some(_), Some(v)) if v > 0.0 => Some(v),
+                            (Some(_), _) => Some(1e-3),
+                            (None, _) => None,
+                        };
+                    }
+                    p.memory_mb = truth.memory_mb;
+                    c.jobs[j].believed = Some(p);
+                }
+            }
+        }
+    }
+
+    /// The artifact's `update_max_allowed`: the largest slice size a new job may need so that
+    /// the jobs' smallest sizes, counted exactly per size, fit one of its partitions.
+    fn max_allowed(c: &Cluster, g: usize) -> Option<u8> {
+        let mut count = [0u8; 8];
+        for &j in &c.gpus[g].jobs {
+            let p = c.true_perf(j);
+            if let Some(k) = min_kind(&p) {
+                count[KIND_SLICES[k] as usize] += 1;
+            }
+        }
+        let fits = |extra: u8| {
+            let mut need = count;
+            need[extra as usize] += 1;
+            ARTIFACT_PARTITIONS.iter().any(|part| {
+                (1..8).all(|s| need[s] <= part.iter().filter(|&&x| x as usize == s).count() as u8)
+            })
+        };
+        [7u8, 4, 3, 2, 1].into_iter().find(|&s| fits(s))
+    }
+
+    fn can_take(&self, c: &Cluster, g: usize, j: usize, now: f64) -> bool {
+        match self.mode {
+            MisoMode::Artifact => {
+                let Some(mk) = min_kind(&c.true_perf(j)) else {
+                    return false;
+                };
+                Self::max_allowed(c, g).is_some_and(|m| m >= KIND_SLICES[mk])
+            }
+            MisoMode::Ours => {
+                let mut jobs = self.opt_jobs(c, g, now);
+                jobs.push(OptJob::new("new", Self::prior(c, j)));
+                optimizer::optimize(c.model, &jobs, &c.gpus[g].layout, &self.options).is_ok()
+            }
+        }
+    }
+
+    fn available(&self, c: &Cluster, g: usize, now: f64) -> bool {
+        c.gpus[g].gang.is_none()
+            && self.profiling.get(g).is_none_or(Option::is_none)
+            && c.settled(g, now, &self.overheads)
+    }
+
+    /// An idle instance of GPU `g` that fits job `j` (a bubble left by a finished job).
+    fn idle_instance(&self, c: &Cluster, g: usize, j: usize) -> Option<Instance> {
+        let perf = Self::prior(c, j);
+        c.gpus[g]
+            .layout
+            .instances()
+            .iter()
+            .filter(|i| !c.gpus[g].jobs.iter().any(|&o| c.jobs[o].instance == Some(**i)))
+            .filter(|i| perf.speed_on(c.model, i.profile as usize).is_some())
+            .max_by(|a, b| {
+                let s = |i: &Instance| perf.speed_on(c.model, i.profile as usize).unwrap_or(0.0);
+                s(a).total_cmp(&s(b))
+            })
+            .copied()
+    }
+
+    /// Place job `j` on one of `gpus`, if one can take it.
+    fn try_schedule(&mut self, c: &mut Cluster, j: usize, gpus: &[usize], now: f64) -> bool {
+        if c.jobs[j].gpus > 1 {
+            // Whole free GPUs (a GPU in a profiling phase has jobs, so it is not free).
+            let settle = self.overheads.settle_s;
+            let ok = |g: &super::Gpu| g.checkpointed_at.is_none_or(|t| now - t > settle);
+            return c.try_gang(j, now, &ok);
+        }
+        let cands: Vec<usize> = gpus
+            .iter()
+            .copied()
+            .filter(|&g| self.available(c, g, now) && self.can_take(c, g, j, now))
+            .collect();
+        if cands.is_empty() {
+            return false;
+        }
+        if self.mode == MisoMode::Ours && !self.stall_profiling {
+            // A bubble that fits: start there, nobody else moves (learned at the next
+            // profiling or re-partition of this GPU).
+            if let Some((g, inst)) = cands
+                .iter()
+                .filter(|&&g| !c.gpus[g].jobs.is_empty())
+                .find_map(|&g| self.idle_instance(c, g, j).map(|i| (g, i)))
+            {
+                c.start(j, g, now);
+                c.jobs[j].believed = Some(Self::prior(c, j));
+                let speed = c.true_speed(j, inst.profile as usize).unwrap_or(1e-3);
+                let share = c.share_of(inst.profile as usize);
+                c.jobs[j].instance = Some(inst);
+                c.set_run(j, now, speed, share, now);
+                return true;
+            }
+        }
+        let g = match self.placement {
+            Placement::FewestJobs => *cands
+                .iter()
+                .min_by_key(|&&g| (c.gpus[g].jobs.len(), g))
+                .unwrap_or(&cands[0]),
+            Placement::BestGain => {
+                let states: Vec<optimizer::GpuState> = cands
+                    .iter()
+                    .map(|&g| optimizer::GpuState {
+                        gpu: c.model,
+                        layout: c.gpus[g].layout.clone(),
+                        jobs: self.opt_jobs(c, g, now),
+                    })
+                    .collect();
+                let job = OptJob::new("new", Self::prior(c, j));
+                optimizer::choose_gpu(&states, &job, Placement::BestGain, &self.options)
+                    .map(|i| cands[i])
+                    .unwrap_or(cands[0])
+            }
+        };
+        let alone = c.gpus[g].jobs.is_empty();
+        c.start(j, g, now);
+        if self.stall_profiling {
+            // The earlier model: everyone stalls while the mix is profiled, even a lone job.
+            self.learn(c, g);
+            let stall = if self.predicted() {
+                now + self.overheads.profiling_s
+            } else {
+                now
+            };
+            if self.predicted() {
+                for &o in &c.gpus[g].jobs.clone() {
+                    c.jobs[o].profiling_s += self.overheads.profiling_s;
+                }
+            }
+            self.replan(c, g, now, stall, false);
+            return true;
+        }
+        if alone {
+            // Alone on the GPU: the whole GPU at once, no profiling.
+            let whole = Layout::new(vec![whole_instance(c.model)]);
+            let changed = c.gpus[g].layout != whole;
+            if changed {
+                c.gpus[g].layout = whole.clone();
+                c.gpus[g].reconfigurations += 1;
+            }
+            let inst = whole.instances()[0];
+            let stall = if changed { now + self.overheads.reconfig_s } else { now };
+            c.jobs[j].instance = Some(inst);
+            self.learn(c, g);
+            let speed = c.true_speed(j, inst.profile as usize).unwrap_or(1e-3);
+            c.set_run(j, now, speed, 1.0, stall);
+            return true;
+        }
+        if !self.predicted() {
+            // Oracle: checkpoint the running jobs, re-partition, start and resume at once.
+            self.learn(c, g);
+            self.replan(c, g, now, now, true);
+            return true;
+        }
+        // MPS profiling phase: running jobs are checkpointed and resumed under MPS; the new
+        // job starts there; everyone trains at the profiling thread share.
+        let jobs = c.gpus[g].jobs.clone();
+        let ws: Vec<usize> = jobs.iter().map(|&o| c.jobs[o].workload).collect();
+        let speeds = self
+            .mps
+            .speeds(&ws, self.overheads.profiling_pct, self.mps_speeds);
+        let share = 1.0 / jobs.len() as f64;
+        for (&o, s) in jobs.iter().zip(speeds) {
+            let stall = if o == j {
+                now
+            } else {
+                c.checkpoint(o, now);
+                now + self.overheads.save_wait_s + self.overheads.restart(c.jobs[o].workload)
+            };
+            c.jobs[o].instance = None;
+            c.set_run(o, now, s, share, stall);
+        }
+        if self.profiling.len() < c.gpus.len() {
+            self.profiling.resize(c.gpus.len(), None);
+        }
+        self.profiling[g] = Some(Profiling { started: now });
+        true
+    }
+
+    /// Profiling over: predict from the mix's measurement, then checkpoint everyone and
+    /// restart them on the chosen layout.
+    fn end_profiling(&mut self, c: &mut Cluster, g: usize, now: f64) {
+        let Some(p) = self.profiling[g].take() else {
+            return;
+        };
+        for &j in &c.gpus[g].jobs {
+            let since = c.jobs[j].start_s.unwrap_or(p.started).max(p.started);
+            c.jobs[j].profiling_s += now - since;
+        }
+        if c.gpus[g].jobs.is_empty() {
+            return;
+        }
+        self.learn(c, g);
+        let jobs = self.opt_jobs(c, g, now);
+        let Ok(plan) = optimizer::plan(c.model, &jobs, &c.gpus[g].layout, &Options {
+            cost_aware: false,
+            ..self.options.clone()
+        }) else {
+            return;
+        };
+        c.gpus[g].layout = plan.decision.layout.clone();
+        c.gpus[g].reconfigurations += 1;
+        let ids = c.gpus[g].jobs.clone();
+        for &(ji, inst) in &plan.assignment {
+            let j = ids[ji];
+            c.checkpoint(j, now);
+            let stall = now
+                + self.overheads.mps_exit_wait_s
+                + self.overheads.reconfig_s
+                + self.overheads.restart(c.jobs[j].workload);
+            let speed = c.true_speed(j, inst.profile as usize).unwrap_or(1e-3);
+            let share = c.share_of(inst.profile as usize);
+            c.jobs[j].instance = Some(inst);
+            c.set_run(j, now, speed, share, stall);
+        }
+    }
+
+    /// Re-plan GPU `g` from believed speeds and apply. Moved jobs (all running jobs when
+    /// `restart_all`) are checkpointed and restored; new jobs start after the reconfiguration;
+    /// everyone stalls until at least `stall_all_until`.
+    fn replan(&mut self, c: &mut Cluster, g: usize, now: f64, stall_all_until: f64, force: bool) -> bool {
+        let jobs = self.opt_jobs(c, g, now);
+        let current = c.gpus[g].layout.clone();
+        let Ok(plan) = optimizer::plan(c.model, &jobs, &current, &self.options) else {
+            return false;
+        };
+        if plan.is_noop() && !force && stall_all_until <= now {
+            return true;
+        }
+        let changed = !plan.diff.is_noop();
+        if changed {
+            c.gpus[g].reconfigurations += 1;
+        }
+        c.gpus[g].layout = plan.decision.layout.clone();
+        let ids = c.gpus[g].jobs.clone();
+        for &(ji, inst) in &plan.assignment {
+            let j = ids[ji];
+            let running = c.jobs[j].instance.is_some();
+            let moved = running && (plan.restart.contains(&ji) || (self.restart_all && changed));
+            let speed = c.true_speed(j, inst.profile as usize).unwrap_or(1e-3);
+            let share = c.share_of(inst.profile as usize);
+            let mut until = stall_all_until.max(c.jobs[j].stalled_until);
+            if moved {
+                c.checkpoint(j, now);
+                until = until.max(now)
+                    + self.overheads.save_wait_s
+                    + self.overheads.reconfig_s
+                    + self.overheads.restart(c.jobs[j].workload);
+            } else if !running {
+                until = until.max(now) + if changed { self.overheads.reconfig_s } else { 0.0 };
+            }
+            c.jobs[j].instance = Some(inst);
+            c.set_run(j, now, speed, share, until);
+        }
+        true
+    }
+
+    /// A GPU with an instance no job uses (or a partitioned GPU with no jobs).
+    fn has_bubble(c: &Cluster, g: usize) -> bool {
+        let gpu = &c.gpus[g];
+        if gpu.gang.is_some() {
+            return false;
+        }
+        if gpu.jobs.is_empty() {
+            return !gpu.layout.is_empty()
+                && gpu.layout != Layout::new(vec![whole_instance(c.model)]);
+        }
+        gpu.layout.len() > gpu.jobs.len()
+    }
+}
+
+impl Policy for Miso {
+    fn name(&self) -> String {
+        self.label.clone()
+    }
+
+    fn before_arrivals(&mut self, c: &mut Cluster, now: f64) {
+        if self.profiling.len() < c.gpus.len() {
+            self.profiling.resize(c.gpus.len(), None);
+        }
+        // Jobs onto GPUs emptied more than the settling time ago.
+        let emptied: Vec<usize> = (0..c.gpus.len())
+            .filter(|&g| {
+                c.gpus[g]
+                    .emptied_at
+                    .is_some_and(|t| now - t > self.overheads.settle_s)
+            })
+            .collect();
+        while let Some(&j) = c.waiting.front() {
+            if !self.try_schedule(c, j, &emptied, now) {
+                break;
+            }
+            c.waiting.pop_front();
+        }
+        for g in &mut c.gpus {
+            g.emptied_at = None;
+        }
+        // Re-partition GPUs with idle instances, when nothing waits.
+        if !c.waiting.is_empty() {
+            return;
+        }
+        for g in 0..c.gpus.len() {
+            if self.profiling[g].is_some() || !Self::has_bubble(c, g) {
+                continue;
+            }
+            if c.gpus[g].jobs.is_empty() {
+                c.gpus[g].layout = Layout::new(vec![whole_instance(c.model)]);
+                c.gpus[g].reconfigurations += 1;
+                continue;
+            }
+            self.replan(c, g, now, now, false);
+        }
+    }
+
+    fn schedule(&mut self, c: &mut Cluster, now: f64) {
+        if self.profiling.len() < c.gpus.len() {
+            self.profiling.resize(c.gpus.len(), None);
+        }
+        let all: Vec<usize> = (0..c.gpus.len()).collect();
+        while let Some(&j) = c.waiting.front() {
+            if !self.try_schedule(c, j, &all, now) {
+                break;
+            }
+            c.waiting.pop_front();
+        }
+        for g in 0..c.gpus.len() {
+            if self.profiling[g]
+                .as_ref()
+                .is_some_and(|p| now - p.started >= self.overheads.profiling_s - 1e-9)
+            {
+                self.end_profiling(c, g, now);
+            }
+        }
+    }
+
+    fn wakeup(&self, c: &Cluster, now: f64) -> Option<f64> {
+        let prof = self
+            .profiling
+            .iter()
+            .flatten()
+            .map(|p| p.started + self.overheads.profiling_s);
+        let settle = c
+            .gpus
+            .iter()
+            .filter(|_| !c.waiting.is_empty())
+            .filter_map(|g| g.checkpointed_at)
+            .map(|t| t + self.overheads.settle_s + 1e-6);
+        prof.chain(settle).filter(|&t| t > now).reduce(f64::min)
+    }
+}
