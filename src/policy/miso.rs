@@ -59,7 +59,17 @@ pub struct Miso {
     pub restart_all: bool,
     /// The earlier model: profiling stalls every job of the GPU, even a job alone on it.
     pub stall_profiling: bool,
+    /// Ours: rounds at every arrival and completion (miso's controller) instead of the
+    /// artifact's 10 s loop.
+    pub react_at_once: bool,
+    /// Ours: a job's expected remaining work is this plus the service it attained.
+    pub attained_prior_s: f64,
+    /// Ours: skip the profiling phase when its expected value is below its cost
+    /// ([`Miso::join_without_profiling`]).
+    pub skip_robust: bool,
     profiling: Vec<Option<Profiling>>,
+    /// Jobs whose believed speeds come from a measurement (else from the prior).
+    measured: Vec<bool>,
 }
 
 /// The artifact's 18 A100 partitions (`partition_code.json`: compute slices per GPU), used by
@@ -108,7 +118,11 @@ impl Miso {
             mps_speeds,
             restart_all: mode == MisoMode::Artifact,
             stall_profiling: false,
+            attained_prior_s: 60.0,
+            react_at_once: mode == MisoMode::Ours,
+            skip_robust: mode == MisoMode::Ours,
             profiling: Vec::new(),
+            measured: Vec::new(),
         }
     }
 
@@ -131,6 +145,15 @@ impl Miso {
         p
     }
 
+    /// A waiting job as the optimizer sees it before profiling.
+    fn newcomer(&self, c: &Cluster, j: usize) -> OptJob {
+        OptJob {
+            remaining_s: Some(self.attained_prior_s),
+            restart_s: self.overheads.restart(c.jobs[j].workload),
+            ..OptJob::new("new", Self::prior(c, j))
+        }
+    }
+
     fn opt_jobs(&self, c: &Cluster, g: usize, now: f64) -> Vec<OptJob> {
         c.gpus[g]
             .jobs
@@ -144,7 +167,9 @@ impl Miso {
                     remaining_s: match self.mode {
                         // Attained service as the estimate of what is left (least-attained
                         // service reasoning; the true remaining work is never read).
-                        MisoMode::Ours => Some((now - job.start_s.unwrap_or(now)).max(60.0)),
+                        MisoMode::Ours => {
+                            Some(self.attained_prior_s + (now - job.start_s.unwrap_or(now)).max(0.0))
+                        }
                         MisoMode::Artifact => None,
                     },
                     current: job.instance,
@@ -157,6 +182,12 @@ impl Miso {
     /// Believed speeds of the jobs on GPU `g` (predicted from its mix's MPS measurement).
     fn learn(&mut self, c: &mut Cluster, g: usize) {
         let jobs = c.gpus[g].jobs.clone();
+        if self.measured.len() < c.jobs.len() {
+            self.measured.resize(c.jobs.len(), false);
+        }
+        for &j in &jobs {
+            self.measured[j] = true;
+        }
         match &self.speeds {
             Speeds::True => {
                 for j in jobs {
@@ -219,7 +250,7 @@ impl Miso {
             }
             MisoMode::Ours => {
                 let mut jobs = self.opt_jobs(c, g, now);
-                jobs.push(OptJob::new("new", Self::prior(c, j)));
+                jobs.push(self.newcomer(c, j));
                 optimizer::optimize(c.model, &jobs, &c.gpus[g].layout, &self.options).is_ok()
             }
         }
@@ -229,6 +260,11 @@ impl Miso {
         c.gpus[g].gang.is_none()
             && self.profiling.get(g).is_none_or(Option::is_none)
             && c.settled(g, now, &self.overheads)
+    }
+
+    /// Available, and no job on it is stalled (mid-restart).
+    fn ready(&self, c: &Cluster, g: usize, now: f64) -> bool {
+        self.available(c, g, now) && c.gpus[g].jobs.iter().all(|&o| c.jobs[o].stalled_until <= now)
     }
 
     /// An idle instance of GPU `g` that fits job `j` (a bubble left by a finished job).
@@ -294,7 +330,7 @@ impl Miso {
                         jobs: self.opt_jobs(c, g, now),
                     })
                     .collect();
-                let job = OptJob::new("new", Self::prior(c, j));
+                let job = self.newcomer(c, j);
                 optimizer::choose_gpu(&states, &job, Placement::BestGain, &self.options)
                     .map(|i| cands[i])
                     .unwrap_or(cands[0])
@@ -340,6 +376,9 @@ impl Miso {
             self.replan(c, g, now, now, true);
             return true;
         }
+        if self.skip_robust && self.join_without_profiling(c, g, j, now) {
+            return true;
+        }
         // MPS profiling phase: running jobs are checkpointed and resumed under MPS; the new
         // job starts there; everyone trains at the profiling thread share.
         let jobs = c.gpus[g].jobs.clone();
@@ -362,6 +401,75 @@ impl Miso {
             self.profiling.resize(c.gpus.len(), None);
         }
         self.profiling[g] = Some(Profiling { started: now });
+        true
+    }
+
+    /// Ours: join without profiling when the measurement is not worth its cost. The newcomer
+    /// `j`'s speeds are unknown before profiling; its possible curves are the catalog workloads
+    /// with its known memory fit (the predictor's possible answers). The plan made with the
+    /// prior (their mean) is scored under each candidate against that candidate's own optimum:
+    /// the mean regret, in slowdown, times the jobs' expected remaining work, is the time lost
+    /// by not measuring. Profiling costs every job on the GPU its restores (into MPS and back)
+    /// and the MPS phase. When the expected loss is smaller, the prior plan is applied at once
+    /// (only moved jobs restart). Needs every other job on the GPU measured already.
+    fn join_without_profiling(&mut self, c: &mut Cluster, g: usize, j: usize, now: f64) -> bool {
+        if self.measured.len() < c.jobs.len() {
+            self.measured.resize(c.jobs.len(), false);
+        }
+        let others: Vec<usize> = c.gpus[g].jobs.iter().copied().filter(|&o| o != j).collect();
+        if others.iter().any(|&o| !self.measured[o]) {
+            return false;
+        }
+        let truth = c.true_perf(j);
+        let mask: Vec<bool> = truth.speed.iter().map(Option::is_some).collect();
+        let candidates: Vec<JobPerf> = (0..perf::catalog().len())
+            .map(|w| c.perf_as(j, w))
+            .filter(|p| p.speed.iter().map(Option::is_some).eq(mask.iter().copied()))
+            .collect();
+        if candidates.is_empty() {
+            return false;
+        }
+        let mut jobs = self.opt_jobs(c, g, now);
+        let Some(ji) = c.gpus[g].jobs.iter().position(|&o| o == j) else {
+            return false;
+        };
+        jobs[ji] = self.newcomer(c, j);
+        let current = c.gpus[g].layout.clone();
+        let Ok(plan) = optimizer::plan(c.model, &jobs, &current, &self.options) else {
+            return false;
+        };
+        let mut regret = 0.0;
+        for cand in &candidates {
+            let mut js = jobs.clone();
+            js[ji].perf = cand.clone();
+            let Ok(best) = optimizer::optimize(c.model, &js, &current, &self.options) else {
+                return false;
+            };
+            let with_prior: f64 = plan
+                .assignment
+                .iter()
+                .map(|&(i, inst)| {
+                    js[i].perf.speed_on(c.model, inst.profile as usize).map_or(1e3, |s| 1.0 / s)
+                })
+                .sum();
+            regret += (with_prior - best.cost).max(0.0) / candidates.len() as f64;
+        }
+        let n = jobs.len() as f64;
+        let remaining = jobs.iter().filter_map(|o| o.remaining_s).sum::<f64>() / n;
+        let loss = regret / n * remaining * n;
+        let o = &self.overheads;
+        let measure: f64 = others
+            .iter()
+            .map(|&x| 2.0 * o.restart(c.jobs[x].workload) + o.save_wait_s + o.mps_exit_wait_s)
+            .sum::<f64>()
+            + o.restart(c.jobs[j].workload)
+            + o.mps_exit_wait_s
+            + 0.5 * o.profiling_s * n;
+        if loss >= measure {
+            return false;
+        }
+        c.jobs[j].believed = Some(Self::prior(c, j));
+        self.apply(c, g, now, &plan, now);
         true
     }
 
@@ -415,6 +523,12 @@ impl Miso {
         if plan.is_noop() && !force && stall_all_until <= now {
             return true;
         }
+        self.apply(c, g, now, &plan, stall_all_until);
+        true
+    }
+
+    /// Apply a plan on GPU `g` (see [`Miso::replan`]).
+    fn apply(&mut self, c: &mut Cluster, g: usize, now: f64, plan: &optimizer::Plan, stall_all_until: f64) {
         let changed = !plan.diff.is_noop();
         if changed {
             c.gpus[g].reconfigurations += 1;
@@ -440,7 +554,85 @@ impl Miso {
             c.jobs[j].instance = Some(inst);
             c.set_run(j, now, speed, share, until);
         }
-        true
+    }
+
+    /// Ours: an idle GPU takes one job of the GPU that shares the most jobs (alone on the whole
+    /// GPU: no profiling needed; moving onto busy GPUs measured worse), when the slowdown saved over the
+    /// jobs' expected remaining work beats the moved job's restore time. MISO never moves a
+    /// job across GPUs.
+    fn rebalance(&mut self, c: &mut Cluster, now: f64) {
+        let sum_inv = |c: &Cluster, jobs: &[OptJob]| -> f64 {
+            jobs.iter()
+                .map(|oj| {
+                    oj.current
+                        .and_then(|i| oj.perf.speed_on(c.model, i.profile as usize))
+                        .map_or(0.0, |s| 1.0 / s)
+                })
+                .sum()
+        };
+        for _ in 0..c.gpus.len() {
+            let Some(g) = (0..c.gpus.len())
+                .filter(|&g| c.gpus[g].is_free() && self.ready(c, g, now))
+                .min_by_key(|&g| (c.gpus[g].jobs.len(), g))
+            else {
+                return;
+            };
+            let Some(h) = (0..c.gpus.len())
+                .filter(|&h| c.gpus[h].jobs.len() >= c.gpus[g].jobs.len() + 2 && self.ready(c, h, now))
+                .max_by_key(|&h| (c.gpus[h].jobs.len(), std::cmp::Reverse(h)))
+            else {
+                return;
+            };
+            let from = self.opt_jobs(c, h, now);
+            let to = self.opt_jobs(c, g, now);
+            let before = sum_inv(c, &from) + sum_inv(c, &to);
+            let horizon = from
+                .iter()
+                .chain(&to)
+                .filter_map(|o| o.remaining_s)
+                .fold(f64::INFINITY, f64::min)
+                .min(3600.0);
+            let mut best: Option<(usize, f64)> = None;
+            for x in 0..from.len() {
+                let rest: Vec<OptJob> = from
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != x)
+                    .map(|(_, o)| o.clone())
+                    .collect();
+                let mut joined = to.clone();
+                joined.push(OptJob {
+                    current: None,
+                    ..from[x].clone()
+                });
+                let (Ok(dh), Ok(dg)) = (
+                    optimizer::optimize(c.model, &rest, &c.gpus[h].layout, &self.options),
+                    optimizer::optimize(c.model, &joined, &c.gpus[g].layout, &self.options),
+                ) else {
+                    continue;
+                };
+                let saved = before - (dh.cost + dg.cost);
+                let n = (from.len() + to.len()) as f64;
+                let gain = saved * horizon / n - from[x].restart_s;
+                if gain > 0.0 && best.is_none_or(|(_, b)| gain > b) {
+                    best = Some((x, gain));
+                }
+            }
+            let Some((x, _)) = best else { return };
+            let j = c.gpus[h].jobs[x];
+            // Move: checkpoint on h, restore on g after g's re-partition.
+            c.checkpoint(j, now);
+            c.gpus[h].jobs.retain(|&o| o != j);
+            c.gpus[g].jobs.push(j);
+            c.jobs[j].gpu = Some(g);
+            c.jobs[j].instance = None;
+            let restore = now + self.overheads.save_wait_s + self.overheads.restart(c.jobs[j].workload);
+            let share = c.jobs[j].share;
+            c.set_run(j, now, 0.0, share, restore);
+            self.replan(c, g, now, now, true);
+            // The GPU it left closes the gap (moved jobs only).
+            self.replan(c, h, now, now, false);
+        }
     }
 
     /// A GPU with an instance no job uses (or a partitioned GPU with no jobs).
@@ -498,6 +690,9 @@ impl Policy for Miso {
             }
             self.replan(c, g, now, now, false);
         }
+        if self.mode == MisoMode::Ours && !self.stall_profiling {
+            self.rebalance(c, now);
+        }
     }
 
     fn schedule(&mut self, c: &mut Cluster, now: f64) {
@@ -519,6 +714,10 @@ impl Policy for Miso {
                 self.end_profiling(c, g, now);
             }
         }
+    }
+
+    fn event_driven(&self) -> bool {
+        self.mode == MisoMode::Ours && self.react_at_once
     }
 
     fn wakeup(&self, c: &Cluster, now: f64) -> Option<f64> {

@@ -203,6 +203,15 @@ impl Cluster {
         p
     }
 
+    /// The speeds job `j` would have if it trained workload `w` (with its fractional floor).
+    pub fn perf_as(&self, job: usize, w: usize) -> JobPerf {
+        let mut p = perf::catalog()[w].perf();
+        if let Some(share) = self.jobs[job].min_share {
+            floor(self.model, &mut p, share);
+        }
+        p
+    }
+
     /// True speed of a job on a profile of this GPU model.
     pub fn true_speed(&self, job: usize, profile: usize) -> Option<f64> {
         self.true_perf(job).speed_on(self.model, profile)
@@ -337,6 +346,11 @@ pub trait Policy {
     fn schedule(&mut self, c: &mut Cluster, now: f64);
     /// A job finished on `gpu` at `now` (state only; the policy acts in the next round).
     fn on_finish(&mut self, _c: &mut Cluster, _gpu: usize, _now: f64) {}
+    /// Rounds at every event rather than on the engine's tick (a controller that reacts to
+    /// each arrival and completion at once, as miso's does).
+    fn event_driven(&self) -> bool {
+        false
+    }
     /// The earliest time after `now` the policy needs a round even if nothing happens.
     fn wakeup(&self, _c: &Cluster, _now: f64) -> Option<f64> {
         None

@@ -151,7 +151,11 @@ pub fn run(
             j
         })
         .collect();
-    let step = opts.tick_s.max(0.0);
+    let step = if policy.event_driven() {
+        0.0
+    } else {
+        opts.tick_s.max(0.0)
+    };
     let align = |t: f64| {
         if step > 0.0 {
             (t / step - 1e-9).ceil().max(0.0) * step
@@ -253,7 +257,9 @@ fn outcome(
     gpus: usize,
     occupancy: Vec<(f64, usize, usize)>,
 ) -> Outcome {
-    let noticed = |j: &Job| j.noticed_s.unwrap_or(j.arrival_s);
+    // JCT and queueing from the trace arrival for every policy (a scheduler that ticks notices
+    // a job up to one tick later; that delay counts).
+    let noticed = |j: &Job| j.arrival_s;
     let jct: Vec<f64> = c
         .jobs
         .iter()
