@@ -73,44 +73,54 @@ impl Static {
         best
     }
 
-    fn try_schedule(&self, c: &mut Cluster, j: usize, gpus: &[usize], now: f64) -> bool {
-        if c.jobs[j].gpus > 1 {
-            let ok_all = |g: &super::Gpu| g.layout.len() > 0;
-            return c.try_gang(j, now, &ok_all);
+    /// Place the waiting jobs in turn on `gpus`: each goes to the GPU whose largest idle
+    /// instance is largest (lowest index on a tie) if that instance fits it, else waits.
+    fn schedule_on(&self, c: &mut Cluster, gpus: &[usize], now: f64) {
+        use std::cmp::Reverse;
+        if c.waiting.is_empty() {
+            return;
         }
-        let perf = c.true_perf(j);
-        let Some(mk) = min_kind(&perf) else {
-            return false;
-        };
-        let mut cands: Vec<(usize, usize, u8)> = gpus
+        use std::collections::BTreeSet;
+        // (largest idle size, GPU) of the eligible GPUs, largest first.
+        let mut open: BTreeSet<(Reverse<u8>, usize, usize)> = gpus
             .iter()
             .filter(|&&g| c.gpus[g].gang.is_none() && c.settled(g, now, &self.overheads))
-            .filter_map(|&g| Self::max_idle(c, g).map(|(i, s)| (g, i, s)))
+            .filter_map(|&g| Self::max_idle(c, g).map(|(i, s)| (Reverse(s), g, i)))
             .collect();
-        // Stable sort by largest idle instance, largest first (ties: lowest GPU).
-        cands.sort_by(|a, b| b.2.cmp(&a.2));
-        let Some(&(g, i, size)) = cands.first() else {
-            return false;
-        };
-        let inst = c.gpus[g].layout.instances()[i];
-        let fits = size >= KIND_SLICES[mk] && c.true_speed(j, inst.profile as usize).is_some();
-        if !fits {
-            return false;
-        }
-        let speed = c.true_speed(j, inst.profile as usize).unwrap_or(1e-3);
-        let share = c.share_of(inst.profile as usize);
-        c.start(j, g, now);
-        c.jobs[j].instance = Some(inst);
-        c.set_run(j, now, speed, share, now);
-        true
-    }
-
-    fn schedule_on(&self, c: &mut Cluster, gpus: &[usize], now: f64) {
         let waiting: Vec<usize> = c.waiting.iter().copied().collect();
+        let mut placed = Vec::new();
         for j in waiting {
-            if self.try_schedule(c, j, gpus, now) {
-                c.waiting.retain(|&x| x != j);
+            if c.jobs[j].gpus > 1 {
+                if c.try_gang(j, now, &|g| g.layout.len() > 0) {
+                    placed.push(j);
+                    open.retain(|&(_, g, _)| c.gpus[g].gang.is_none());
+                }
+                continue;
             }
+            let Some(&(Reverse(size), g, i)) = open.iter().next() else {
+                break;
+            };
+            let perf = c.true_perf(j);
+            let Some(mk) = min_kind(&perf) else { continue };
+            let inst = c.gpus[g].layout.instances()[i];
+            let Some(speed) = c.true_speed(j, inst.profile as usize) else {
+                continue;
+            };
+            if size < KIND_SLICES[mk] {
+                continue;
+            }
+            open.remove(&(Reverse(size), g, i));
+            let share = c.share_of(inst.profile as usize);
+            c.start(j, g, now);
+            c.jobs[j].instance = Some(inst);
+            c.set_run(j, now, speed, share, now);
+            placed.push(j);
+            if let Some((i, s)) = Self::max_idle(c, g) {
+                open.insert((Reverse(s), g, i));
+            }
+        }
+        if !placed.is_empty() {
+            c.waiting.retain(|j| !placed.contains(j));
         }
     }
 
@@ -138,6 +148,10 @@ impl Policy for Static {
             })
             .collect();
         self.schedule_on(c, &emptied, now);
+        // Only a GPU where a job finished since the last round can have a job to promote.
+        let finished: Vec<usize> = (0..c.gpus.len())
+            .filter(|&g| c.gpus[g].emptied_at.is_some())
+            .collect();
         for g in &mut c.gpus {
             g.emptied_at = None;
         }
@@ -146,7 +160,7 @@ impl Policy for Static {
         }
         // Promotion (`static_idle_optimize_V2`): idle instances largest first against running
         // jobs' instances smallest first; a pair moves while the idle one is larger.
-        for g in 0..c.gpus.len() {
+        for g in finished {
             let insts = c.gpus[g].layout.instances().to_vec();
             let size = |i: &Instance| c.model.profiles[i.profile as usize].compute_slices;
             let holder = |inst: &Instance| {
@@ -190,25 +204,48 @@ impl Policy for Static {
         self.schedule_on(c, &all, now);
     }
 
-    fn wakeup(&self, c: &Cluster, now: f64) -> Option<f64> {
+    fn wakeup(&self, c: &mut Cluster, now: f64) -> Option<f64> {
         // A GPU skipped for its settling time becomes eligible again.
         if c.waiting.is_empty() {
             return None;
         }
-        c.gpus
-            .iter()
-            .filter_map(|g| g.checkpointed_at)
-            .map(|t| t + self.overheads.settle_s + 1e-6)
-            .filter(|&t| t > now)
-            .reduce(f64::min)
+        c.next_settled(now, &self.overheads)
     }
 }
 
 /// Every GPU fixed to one layout, FIFO; the job at the head of the queue takes the free
-/// instance where it runs fastest. Run over every maximal layout, the best in hindsight is
-/// reported as `static-best`.
+/// instance where it runs fastest (lowest GPU first). Run over every maximal layout, the best in
+/// hindsight is reported as `static-best`.
 pub struct StaticBest {
     pub layout: Layout,
+    /// Free instances per profile: (GPU, instance index), kept across rounds.
+    free: Vec<std::collections::BTreeSet<(usize, usize)>>,
+    /// GPUs held by a gang job, as last seen.
+    held: Vec<bool>,
+}
+
+impl StaticBest {
+    pub fn new(layout: Layout) -> StaticBest {
+        StaticBest {
+            layout,
+            free: Vec::new(),
+            held: Vec::new(),
+        }
+    }
+
+    /// Mark every instance of GPU `g` free or not, as it is now.
+    fn refresh(&mut self, c: &Cluster, g: usize) {
+        for (i, inst) in c.gpus[g].layout.instances().iter().enumerate() {
+            let busy = c.gpus[g].gang.is_some()
+                || c.gpus[g].jobs.iter().any(|&o| c.jobs[o].instance == Some(*inst));
+            let set = &mut self.free[inst.profile as usize];
+            if busy {
+                set.remove(&(g, i));
+            } else {
+                set.insert((g, i));
+            }
+        }
+    }
 }
 
 impl Policy for StaticBest {
@@ -216,45 +253,64 @@ impl Policy for StaticBest {
         "static-best".into()
     }
     fn schedule(&mut self, c: &mut Cluster, now: f64) {
-        for g in c.gpus.iter_mut() {
-            if g.layout.is_empty() {
-                g.layout = self.layout.clone();
+        if self.free.is_empty() {
+            self.free = vec![Default::default(); c.model.profiles.len()];
+            self.held = vec![false; c.gpus.len()];
+            for g in 0..c.gpus.len() {
+                if c.gpus[g].layout.is_empty() {
+                    c.gpus[g].layout = self.layout.clone();
+                }
+                self.refresh(c, g);
             }
         }
+        for g in 0..c.gpus.len() {
+            if self.held[g] && c.gpus[g].gang.is_none() {
+                self.held[g] = false;
+                self.refresh(c, g);
+            }
+        }
+        let mut profiles: Vec<usize> = self
+            .layout
+            .instances()
+            .iter()
+            .map(|i| i.profile as usize)
+            .collect();
+        profiles.sort_unstable();
+        profiles.dedup();
         while let Some(&j) = c.waiting.front() {
             if c.jobs[j].gpus > 1 {
                 if !c.try_gang(j, now, &|_| true) {
                     break;
                 }
+                for &g in &c.jobs[j].gang.clone() {
+                    self.held[g] = true;
+                    self.refresh(c, g);
+                }
                 c.waiting.pop_front();
                 continue;
             }
-            let mut best: Option<(f64, usize, Instance)> = None;
-            for g in 0..c.gpus.len() {
-                if c.gpus[g].gang.is_some() {
+            let mut best: Option<(f64, (usize, usize))> = None;
+            for &p in &profiles {
+                let (Some(s), Some(&at)) = (c.true_speed(j, p), self.free[p].iter().next()) else {
                     continue;
-                }
-                for inst in c.gpus[g].layout.instances() {
-                    let busy = c.gpus[g]
-                        .jobs
-                        .iter()
-                        .any(|&o| c.jobs[o].instance == Some(*inst));
-                    if busy {
-                        continue;
-                    }
-                    if let Some(s) = c.true_speed(j, inst.profile as usize) {
-                        if best.is_none_or(|(b, _, _)| s > b) {
-                            best = Some((s, g, *inst));
-                        }
-                    }
+                };
+                if best.is_none_or(|(b, bat)| s > b || (s == b && at < bat)) {
+                    best = Some((s, at));
                 }
             }
-            let Some((s, g, inst)) = best else { break };
+            let Some((s, (g, i))) = best else { break };
             c.waiting.pop_front();
+            let inst = c.gpus[g].layout.instances()[i];
+            self.free[inst.profile as usize].remove(&(g, i));
             c.start(j, g, now);
             let share = c.share_of(inst.profile as usize);
             c.jobs[j].instance = Some(inst);
             c.set_run(j, now, s, share, now);
+        }
+    }
+    fn on_finish(&mut self, c: &mut Cluster, gpu: usize, _now: f64) {
+        if !self.free.is_empty() {
+            self.refresh(c, gpu);
         }
     }
 }

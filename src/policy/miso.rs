@@ -70,7 +70,18 @@ pub struct Miso {
     profiling: Vec<Option<Profiling>>,
     /// Jobs whose believed speeds come from a measurement (else from the prior).
     measured: Vec<bool>,
+    /// GPUs in a profiling phase.
+    in_profiling: std::collections::BTreeSet<usize>,
+    /// GPUs where a job finished since the last round.
+    finished_on: Vec<usize>,
+    /// GPUs that may hold an idle instance (a job left), to re-partition when nothing waits.
+    bubbles: std::collections::BTreeSet<usize>,
+    /// Predicted speeds per measured mix (sorted workloads), in that order.
+    predictions: std::collections::HashMap<Vec<usize>, Vec<Option<JobPerf>>>,
 }
+
+/// Ours asks the optimizer about this many least-loaded GPUs per placement (scale).
+const SHORTLIST: usize = 4;
 
 /// The artifact's 18 A100 partitions (`partition_code.json`: compute slices per GPU), used by
 /// its `update_max_allowed` rule only (the layouts themselves come from the exact optimizer).
@@ -123,6 +134,10 @@ impl Miso {
             skip_robust: mode == MisoMode::Ours,
             profiling: Vec::new(),
             measured: Vec::new(),
+            predictions: std::collections::HashMap::new(),
+            in_profiling: Default::default(),
+            finished_on: Vec::new(),
+            bubbles: Default::default(),
         }
     }
 
@@ -133,13 +148,18 @@ impl Miso {
     /// What the policy knows of a job before profiling it: which slices it fits (its memory
     /// need) and, for speeds, the catalog's mean per profile kind (a typical job).
     fn prior(c: &Cluster, j: usize) -> JobPerf {
-        let truth = c.true_perf(j);
-        let cat = perf::catalog();
-        let mut p = truth.clone();
-        for k in 0..KINDS {
-            if truth.speed[k].is_some() {
+        static MEAN: std::sync::OnceLock<[f64; KINDS]> = std::sync::OnceLock::new();
+        let mean = MEAN.get_or_init(|| {
+            let cat = perf::catalog();
+            std::array::from_fn(|k| {
                 let v: Vec<f64> = cat.iter().filter_map(|w| w.perf().speed[k]).collect();
-                p.speed[k] = Some(v.iter().sum::<f64>() / v.len().max(1) as f64);
+                v.iter().sum::<f64>() / v.len().max(1) as f64
+            })
+        });
+        let mut p = c.true_perf(j);
+        for k in 0..KINDS {
+            if p.speed[k].is_some() {
+                p.speed[k] = Some(mean[k]);
             }
         }
         p
@@ -195,15 +215,32 @@ impl Miso {
                 }
             }
             Speeds::Predicted { predictor } => {
-                let ws: Vec<usize> = jobs.iter().map(|&j| c.jobs[j].workload).collect();
-                let (m, slot_of) = self.mps.matrix(&ws);
-                let table = predictor.predict(&m);
-                for (i, &j) in jobs.iter().enumerate() {
+                // The same mix (multiset of workloads) is measured, and predicted, once.
+                let mut ws: Vec<usize> = jobs.iter().map(|&j| c.jobs[j].workload).collect();
+                ws.sort_unstable();
+                let table = match self.predictions.get(&ws) {
+                    Some(t) => t.clone(),
+                    None => {
+                        let (m, slot_of) = self.mps.matrix(&ws);
+                        let t = predictor.predict(&m);
+                        let sorted: Vec<Option<JobPerf>> = slot_of
+                            .iter()
+                            .map(|&s| t.get(s).cloned().flatten())
+                            .collect();
+                        self.predictions.insert(ws.clone(), sorted.clone());
+                        sorted
+                    }
+                };
+                let mut used = vec![false; ws.len()];
+                for &j in &jobs {
                     let truth = c.true_perf(j);
-                    let mut p = table
-                        .get(slot_of.get(i).copied().unwrap_or(usize::MAX))
-                        .cloned()
-                        .flatten()
+                    let w = c.jobs[j].workload;
+                    let pos = (0..ws.len()).find(|&i| !used[i] && ws[i] == w);
+                    if let Some(i) = pos {
+                        used[i] = true;
+                    }
+                    let mut p = pos
+                        .and_then(|i| table.get(i).cloned().flatten())
                         .unwrap_or_else(|| truth.clone());
                     // Feasibility is known (memory need), speeds are predicted.
                     for k in 0..KINDS {
@@ -223,15 +260,31 @@ impl Miso {
     /// The artifact's `update_max_allowed`: the largest slice size a new job may need so that
     /// the jobs' smallest sizes, counted exactly per size, fit one of its partitions.
     fn max_allowed(c: &Cluster, g: usize) -> Option<u8> {
-        let mut count = [0u8; 8];
+        // Counts of the jobs' smallest sizes 1, 2, 3, 4, 7 as a base-8 number.
+        let mut key = 0usize;
         for &j in &c.gpus[g].jobs {
-            let p = c.true_perf(j);
-            if let Some(k) = min_kind(&p) {
-                count[KIND_SLICES[k] as usize] += 1;
+            if let Some(k) = c.jobs[j].min_kind.or_else(|| min_kind(&c.true_perf(j))) {
+                key += 8usize.pow(k as u32);
             }
         }
+        static MEMO: std::sync::OnceLock<Vec<Option<u8>>> = std::sync::OnceLock::new();
+        let memo = MEMO.get_or_init(|| {
+            (0..8usize.pow(KINDS as u32))
+                .map(|key| {
+                    let mut count = [0u8; 8];
+                    for (k, &size) in KIND_SLICES.iter().enumerate() {
+                        count[size as usize] = ((key / 8usize.pow(k as u32)) % 8) as u8;
+                    }
+                    Self::max_allowed_of(&count)
+                })
+                .collect()
+        });
+        memo.get(key).copied().flatten()
+    }
+
+    fn max_allowed_of(count: &[u8; 8]) -> Option<u8> {
         let fits = |extra: u8| {
-            let mut need = count;
+            let mut need = *count;
             need[extra as usize] += 1;
             ARTIFACT_PARTITIONS.iter().any(|part| {
                 (1..8).all(|s| need[s] <= part.iter().filter(|&&x| x as usize == s).count() as u8)
@@ -243,7 +296,7 @@ impl Miso {
     fn can_take(&self, c: &Cluster, g: usize, j: usize, now: f64) -> bool {
         match self.mode {
             MisoMode::Artifact => {
-                let Some(mk) = min_kind(&c.true_perf(j)) else {
+                let Some(mk) = c.jobs[j].min_kind.or_else(|| min_kind(&c.true_perf(j))) else {
                     return false;
                 };
                 Self::max_allowed(c, g).is_some_and(|m| m >= KIND_SLICES[mk])
@@ -291,11 +344,18 @@ impl Miso {
             let ok = |g: &super::Gpu| g.checkpointed_at.is_none_or(|t| now - t > settle);
             return c.try_gang(j, now, &ok);
         }
-        let cands: Vec<usize> = gpus
+        let mut cands: Vec<usize> = gpus
             .iter()
             .copied()
-            .filter(|&g| self.available(c, g, now) && self.can_take(c, g, j, now))
+            .filter(|&g| self.available(c, g, now))
             .collect();
+        if self.mode == MisoMode::Ours && cands.len() > SHORTLIST {
+            // The optimizer is asked only about the least-loaded GPUs.
+            cands.select_nth_unstable_by_key(SHORTLIST, |&g| (c.gpus[g].jobs.len(), g));
+            cands.truncate(SHORTLIST);
+            cands.sort_unstable();
+        }
+        cands.retain(|&g| self.can_take(c, g, j, now));
         if cands.is_empty() {
             return false;
         }
@@ -357,7 +417,9 @@ impl Miso {
         if alone {
             // Alone on the GPU: the whole GPU at once, no profiling.
             let whole = Layout::new(vec![whole_instance(c.model)]);
-            let changed = c.gpus[g].layout != whole;
+            // A GPU never partitioned yet is whole already.
+            let changed = !c.gpus[g].layout.is_empty() && c.gpus[g].layout != whole;
+            c.gpus[g].layout = whole.clone();
             if changed {
                 c.gpus[g].layout = whole.clone();
                 c.gpus[g].reconfigurations += 1;
@@ -401,12 +463,13 @@ impl Miso {
             self.profiling.resize(c.gpus.len(), None);
         }
         self.profiling[g] = Some(Profiling { started: now });
+        self.in_profiling.insert(g);
         true
     }
 
     /// Ours: join without profiling when the measurement is not worth its cost. The newcomer
-    /// `j`'s speeds are unknown before profiling; its possible curves are the catalog workloads
-    /// with its known memory fit (the predictor's possible answers). The plan made with the
+    /// `j`'s speeds are unknown before profiling; its possible curves are those of the catalog's
+    /// model families (their workloads with its known memory fit, averaged). The plan made with the
     /// prior (their mean) is scored under each candidate against that candidate's own optimum:
     /// the mean regret, in slowdown, times the jobs' expected remaining work, is the time lost
     /// by not measuring. Profiling costs every job on the GPU its restores (into MPS and back)
@@ -422,9 +485,25 @@ impl Miso {
         }
         let truth = c.true_perf(j);
         let mask: Vec<bool> = truth.speed.iter().map(Option::is_some).collect();
-        let candidates: Vec<JobPerf> = (0..perf::catalog().len())
-            .map(|w| c.perf_as(j, w))
-            .filter(|p| p.speed.iter().map(Option::is_some).eq(mask.iter().copied()))
+        // One curve per model family: the mean of its workloads with the same memory fit.
+        let cat = perf::catalog();
+        let candidates: Vec<JobPerf> = perf::models()
+            .into_iter()
+            .filter_map(|m| {
+                let fit: Vec<JobPerf> = (0..cat.len())
+                    .filter(|&w| cat[w].model == m)
+                    .map(|w| c.perf_as(j, w))
+                    .filter(|p| p.speed.iter().map(Option::is_some).eq(mask.iter().copied()))
+                    .collect();
+                let first = fit.first()?.clone();
+                let mut mean = first;
+                for k in 0..KINDS {
+                    mean.speed[k] = mean.speed[k].map(|_| {
+                        fit.iter().filter_map(|p| p.speed[k]).sum::<f64>() / fit.len() as f64
+                    });
+                }
+                Some(mean)
+            })
             .collect();
         if candidates.is_empty() {
             return false;
@@ -479,6 +558,7 @@ impl Miso {
         let Some(p) = self.profiling[g].take() else {
             return;
         };
+        self.in_profiling.remove(&g);
         for &j in &c.gpus[g].jobs {
             let since = c.jobs[j].start_s.unwrap_or(p.started).max(p.started);
             c.jobs[j].profiling_s += now - since;
@@ -642,8 +722,9 @@ impl Miso {
             return false;
         }
         if gpu.jobs.is_empty() {
+            let whole = whole_instance(c.model);
             return !gpu.layout.is_empty()
-                && gpu.layout != Layout::new(vec![whole_instance(c.model)]);
+                && !(gpu.layout.len() == 1 && gpu.layout.instances()[0] == whole);
         }
         gpu.layout.len() > gpu.jobs.len()
     }
@@ -659,7 +740,12 @@ impl Policy for Miso {
             self.profiling.resize(c.gpus.len(), None);
         }
         // Jobs onto GPUs emptied more than the settling time ago.
-        let emptied: Vec<usize> = (0..c.gpus.len())
+        let mut finished = std::mem::take(&mut self.finished_on);
+        finished.sort_unstable();
+        finished.dedup();
+        let emptied: Vec<usize> = finished
+            .iter()
+            .copied()
             .filter(|&g| {
                 c.gpus[g]
                     .emptied_at
@@ -672,15 +758,20 @@ impl Policy for Miso {
             }
             c.waiting.pop_front();
         }
-        for g in &mut c.gpus {
-            g.emptied_at = None;
+        for &g in &finished {
+            c.gpus[g].emptied_at = None;
         }
         // Re-partition GPUs with idle instances, when nothing waits.
         if !c.waiting.is_empty() {
             return;
         }
-        for g in 0..c.gpus.len() {
-            if self.profiling[g].is_some() || !Self::has_bubble(c, g) {
+        let pending: Vec<usize> = self.bubbles.iter().copied().collect();
+        for g in pending {
+            if self.profiling[g].is_some() {
+                continue;
+            }
+            self.bubbles.remove(&g);
+            if !Self::has_bubble(c, g) {
                 continue;
             }
             if c.gpus[g].jobs.is_empty() {
@@ -690,7 +781,7 @@ impl Policy for Miso {
             }
             self.replan(c, g, now, now, false);
         }
-        if self.mode == MisoMode::Ours && !self.stall_profiling {
+        if self.mode == MisoMode::Ours && !self.stall_profiling && !finished.is_empty() {
             self.rebalance(c, now);
         }
     }
@@ -699,14 +790,17 @@ impl Policy for Miso {
         if self.profiling.len() < c.gpus.len() {
             self.profiling.resize(c.gpus.len(), None);
         }
-        let all: Vec<usize> = (0..c.gpus.len()).collect();
-        while let Some(&j) = c.waiting.front() {
-            if !self.try_schedule(c, j, &all, now) {
-                break;
+        if !c.waiting.is_empty() {
+            let all: Vec<usize> = (0..c.gpus.len()).collect();
+            while let Some(&j) = c.waiting.front() {
+                if !self.try_schedule(c, j, &all, now) {
+                    break;
+                }
+                c.waiting.pop_front();
             }
-            c.waiting.pop_front();
         }
-        for g in 0..c.gpus.len() {
+        let profiling: Vec<usize> = self.in_profiling.iter().copied().collect();
+        for g in profiling {
             if self.profiling[g]
                 .as_ref()
                 .is_some_and(|p| now - p.started >= self.overheads.profiling_s - 1e-9)
@@ -720,18 +814,27 @@ impl Policy for Miso {
         self.mode == MisoMode::Ours && self.react_at_once
     }
 
-    fn wakeup(&self, c: &Cluster, now: f64) -> Option<f64> {
+    fn wakeup(&self, c: &mut Cluster, now: f64) -> Option<f64> {
         let prof = self
-            .profiling
+            .in_profiling
             .iter()
-            .flatten()
-            .map(|p| p.started + self.overheads.profiling_s);
-        let settle = c
-            .gpus
-            .iter()
-            .filter(|_| !c.waiting.is_empty())
-            .filter_map(|g| g.checkpointed_at)
-            .map(|t| t + self.overheads.settle_s + 1e-6);
-        prof.chain(settle).filter(|&t| t > now).reduce(f64::min)
+            .filter_map(|&g| self.profiling[g].as_ref())
+            .map(|p| p.started + self.overheads.profiling_s)
+            .filter(|&t| t > now)
+            .reduce(f64::min);
+        let settle = if c.waiting.is_empty() {
+            None
+        } else {
+            c.next_settled(now, &self.overheads)
+        };
+        match (prof, settle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn on_finish(&mut self, _c: &mut Cluster, gpu: usize, _now: f64) {
+        self.finished_on.push(gpu);
+        self.bubbles.insert(gpu);
     }
 }

@@ -34,6 +34,8 @@ pub struct Job {
     pub gpus: u32,
     /// A fractional job's share of one GPU: no slice below it in compute or memory.
     pub min_share: Option<f64>,
+    /// The smallest profile kind the job fits (index into `KIND_SLICES`), once known.
+    pub min_kind: Option<usize>,
     /// When the scheduler first saw the job (the artifact notices arrivals at its ticks).
     pub noticed_s: Option<f64>,
     /// Work left, seconds on a whole GPU (as of `settled_s`).
@@ -69,6 +71,7 @@ impl Job {
             workload,
             gpus: 1,
             min_share: None,
+            min_kind: None,
             noticed_s: None,
             remaining_s: work_s,
             settled_s: 0.0,
@@ -178,6 +181,8 @@ pub struct Cluster {
     pub(crate) busy_integral: f64,
     /// (time, change of the summed speed of running jobs): the system-throughput timeline.
     pub(crate) stp_deltas: Vec<(f64, f64)>,
+    /// Times of checkpoints, oldest first (GPUs settle after them).
+    checkpoints: VecDeque<f64>,
 }
 
 impl Cluster {
@@ -190,13 +195,14 @@ impl Cluster {
             dirty: Vec::new(),
             busy_integral: 0.0,
             stp_deltas: Vec::new(),
+            checkpoints: VecDeque::new(),
         }
     }
 
     /// True speeds of a job (its workload's measured table, with a fractional job's floor).
     pub fn true_perf(&self, job: usize) -> JobPerf {
         let j = &self.jobs[job];
-        let mut p = perf::catalog()[j.workload].perf();
+        let mut p = catalog_perf(j.workload);
         if let Some(share) = j.min_share {
             floor(self.model, &mut p, share);
         }
@@ -205,7 +211,7 @@ impl Cluster {
 
     /// The speeds job `j` would have if it trained workload `w` (with its fractional floor).
     pub fn perf_as(&self, job: usize, w: usize) -> JobPerf {
-        let mut p = perf::catalog()[w].perf();
+        let mut p = catalog_perf(w);
         if let Some(share) = self.jobs[job].min_share {
             floor(self.model, &mut p, share);
         }
@@ -254,6 +260,9 @@ impl Cluster {
         self.jobs[j].restarts += 1;
         if let Some(g) = self.jobs[j].gpu {
             self.gpus[g].checkpointed_at = Some(now);
+            if self.checkpoints.back() != Some(&now) {
+                self.checkpoints.push_back(now);
+            }
         }
     }
 
@@ -313,12 +322,29 @@ impl Cluster {
         Some(g)
     }
 
+    /// When the next GPU checkpointed before `now` becomes usable again (for wakeups).
+    pub fn next_settled(&mut self, now: f64, o: &Overheads) -> Option<f64> {
+        while self.checkpoints.front().is_some_and(|&t| t + o.settle_s < now) {
+            self.checkpoints.pop_front();
+        }
+        self.checkpoints
+            .iter()
+            .map(|t| t + o.settle_s + 1e-6)
+            .find(|&t| t > now)
+    }
+
     /// Is GPU `g` past the artifact's 3 s settling after a checkpoint?
     pub fn settled(&self, g: usize, now: f64, o: &Overheads) -> bool {
         self.gpus[g]
             .checkpointed_at
             .is_none_or(|t| now - t > o.settle_s)
     }
+}
+
+/// The measured speeds of catalog workload `w` (computed once).
+fn catalog_perf(w: usize) -> JobPerf {
+    static PERF: std::sync::OnceLock<Vec<JobPerf>> = std::sync::OnceLock::new();
+    PERF.get_or_init(|| perf::catalog().iter().map(|x| x.perf()).collect())[w].clone()
 }
 
 /// A fractional job's floor: no profile with less compute, or less memory, than its share.
@@ -352,7 +378,7 @@ pub trait Policy {
         false
     }
     /// The earliest time after `now` the policy needs a round even if nothing happens.
-    fn wakeup(&self, _c: &Cluster, _now: f64) -> Option<f64> {
+    fn wakeup(&self, _c: &mut Cluster, _now: f64) -> Option<f64> {
         None
     }
 }

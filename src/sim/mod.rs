@@ -151,6 +151,9 @@ pub fn run(
             j
         })
         .collect();
+    for i in 0..c.jobs.len() {
+        c.jobs[i].min_kind = crate::policy::min_kind(&c.true_perf(i));
+    }
     let step = if policy.event_driven() {
         0.0
     } else {
@@ -205,7 +208,7 @@ pub fn run(
             .get(next)
             .map_or(f64::INFINITY, |&i| trace[i].arrival_s.max(now));
         let t_wake = policy
-            .wakeup(&c, now)
+            .wakeup(&mut c, now)
             .filter(|&w| w > now)
             .map_or(f64::INFINITY, align);
         let t_round = round_at.unwrap_or(f64::INFINITY).min(t_wake);

@@ -175,7 +175,7 @@ pub fn run_named(
         "static-best" => {
             let mut best: Option<(Outcome, String)> = None;
             for l in maximal(env.model, &env.model.profile_set(false)) {
-                let mut p = StaticBest { layout: l.clone() };
+                let mut p = StaticBest::new(l.clone());
                 let o = match run(&mut p, trace, env.model, env.gpus, &eng, tick) {
                     Ok(o) => o,
                     Err(SimError::Stuck { .. }) => continue, // some job fits no slice of it
