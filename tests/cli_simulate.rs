@@ -239,11 +239,17 @@ fn real_traces_and_report() {
         "--gpus",
         "8",
         "--policy",
-        "nopart,oracle",
+        "nopart,static,oracle",
         "--json",
     ]))
     .unwrap();
     assert_eq!(v["policies"]["oracle"]["jobs"], 100);
+    // A pod whose GPU share exceeds every instance of the static layout: that policy is
+    // reported as not run to the end, the others still run.
+    assert!(v["policies"]["static"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("can never run"));
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -317,7 +317,7 @@ fn run_seed(
     oh: &Overheads,
     shuffle: Option<bool>,
     quiet: bool,
-) -> Result<(Vec<(sim::Outcome, Option<String>)>, usize, String, trace::Skipped)> {
+) -> Result<Run> {
     let shuffle = shuffle.unwrap_or(a.arrival_order == ArrivalOrder::Shuffled);
     let (jobs, source, skipped) = load_trace(a, seed, shuffle)?;
     let model_dir = a.model.clone();
@@ -335,17 +335,41 @@ fn run_seed(
         fidelity: fid.clone(),
     };
     let mut out = Vec::new();
+    let mut failed = Vec::new();
     for p in &s.policies {
         let bar = if quiet {
             indicatif::ProgressBar::hidden()
         } else {
             progress(jobs.len() as u64, p, "jobs")
         };
-        let r = scenario::run_named(p, &jobs, &env, &mut |d| bar.set_position(d as u64))?;
+        let r = scenario::run_named(p, &jobs, &env, &mut |d| bar.set_position(d as u64));
         bar.finish_and_clear();
-        out.push(r);
+        match r {
+            Ok(r) => out.push(r),
+            // A policy under which some job can never run is reported, the others still run.
+            Err(scenario::ScenarioError::Sim(e @ sim::SimError::Stuck { .. })) if !quiet => {
+                failed.push((p.clone(), e.to_string()))
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
-    Ok((out, jobs.len(), source, skipped))
+    Ok(Run {
+        outcomes: out,
+        failed,
+        jobs: jobs.len(),
+        source,
+        skipped,
+    })
+}
+
+/// What one seed produced.
+struct Run {
+    outcomes: Vec<(sim::Outcome, Option<String>)>,
+    /// Policies under which some job could never run, with the reason.
+    failed: Vec<(String, String)>,
+    jobs: usize,
+    source: String,
+    skipped: trace::Skipped,
 }
 
 pub fn run(a: SimulateArgs) -> Result<()> {
@@ -381,8 +405,13 @@ pub fn run(a: SimulateArgs) -> Result<()> {
     if let Some(spec) = &a.seeds {
         return many_seeds(&a, &setup, &parse_seeds(spec)?);
     }
-    let (outcomes, njobs, source, skipped) =
-        run_seed(&a, &setup, a.seed, &fidelity(&a), &overheads(&a), None, false)?;
+    let Run {
+        outcomes,
+        failed,
+        jobs: njobs,
+        source,
+        skipped,
+    } = run_seed(&a, &setup, a.seed, &fidelity(&a), &overheads(&a), None, false)?;
     let mut results = serde_json::Map::new();
     for (o, detail) in &outcomes {
         let mut m = serde_json::to_value(&o.metrics)?;
@@ -390,6 +419,9 @@ pub fn run(a: SimulateArgs) -> Result<()> {
             obj.insert("detail".into(), json!(d));
         }
         results.insert(o.policy.clone(), m);
+    }
+    for (p, e) in &failed {
+        results.insert(p.clone(), json!({ "error": e }));
     }
     let title = format!("{njobs} jobs from {source} on {} × {}", a.gpus, model.name);
     let params = params(&a, &skipped);
@@ -411,6 +443,9 @@ pub fn run(a: SimulateArgs) -> Result<()> {
     }
     println!("{title} (seed {})", a.seed);
     print_table(&outcomes);
+    for (p, e) in &failed {
+        println!("{p}: not run to the end: {e}");
+    }
     if let Some(dir) = &a.report {
         println!("report: {}", dir.join("index.html").display());
     }
@@ -496,8 +531,8 @@ fn many_seeds(a: &SimulateArgs, s: &Setup, seeds: &[u64]) -> Result<()> {
     let bar = progress(seeds.len() as u64, "seeds", "seeds");
     let mut rows: Vec<(u64, Vec<(String, sim::Metrics)>)> = Vec::new();
     for &seed in seeds {
-        let (o, ..) = run_seed(a, s, seed, &fid, &oh, None, true)?;
-        rows.push((seed, o.into_iter().map(|(o, _)| (o.policy, o.metrics)).collect()));
+        let r = run_seed(a, s, seed, &fid, &oh, None, true)?;
+        rows.push((seed, r.outcomes.into_iter().map(|(o, _)| (o.policy, o.metrics)).collect()));
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -603,8 +638,8 @@ fn ablation(a: &SimulateArgs, s: &Setup) -> Result<()> {
     for (label, f, o, shuffle) in &rows {
         let mut sums: Vec<(String, Vec<f64>)> = Vec::new();
         for &seed in &seeds {
-            let (out, ..) = run_seed(a, s, seed, f, o, *shuffle, true)?;
-            for (oc, _) in out {
+            let r = run_seed(a, s, seed, f, o, *shuffle, true)?;
+            for (oc, _) in r.outcomes {
                 match sums.iter_mut().find(|(p, _)| *p == oc.policy) {
                     Some((_, v)) => v.push(oc.metrics.avg_jct_s),
                     None => sums.push((oc.policy.clone(), vec![oc.metrics.avg_jct_s])),

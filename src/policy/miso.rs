@@ -301,12 +301,15 @@ impl Miso {
                 };
                 Self::max_allowed(c, g).is_some_and(|m| m >= KIND_SLICES[mk])
             }
-            MisoMode::Ours => {
-                let mut jobs = self.opt_jobs(c, g, now);
-                jobs.push(self.newcomer(c, j));
-                optimizer::optimize(c.model, &jobs, &c.gpus[g].layout, &self.options).is_ok()
-            }
+            MisoMode::Ours => self.fits(c, g, j, now),
         }
+    }
+
+    /// Would the optimizer find a layout for GPU `g`'s jobs plus job `j`?
+    fn fits(&self, c: &Cluster, g: usize, j: usize, now: f64) -> bool {
+        let mut jobs = self.opt_jobs(c, g, now);
+        jobs.push(self.newcomer(c, j));
+        optimizer::optimize(c.model, &jobs, &c.gpus[g].layout, &self.options).is_ok()
     }
 
     fn available(&self, c: &Cluster, g: usize, now: f64) -> bool {
@@ -355,7 +358,9 @@ impl Miso {
             cands.truncate(SHORTLIST);
             cands.sort_unstable();
         }
-        cands.retain(|&g| self.can_take(c, g, j, now));
+        if self.mode == MisoMode::Artifact {
+            cands.retain(|&g| self.can_take(c, g, j, now));
+        }
         if cands.is_empty() {
             return false;
         }
@@ -377,10 +382,14 @@ impl Miso {
             }
         }
         let g = match self.placement {
-            Placement::FewestJobs => *cands
-                .iter()
-                .min_by_key(|&&g| (c.gpus[g].jobs.len(), g))
-                .unwrap_or(&cands[0]),
+            Placement::FewestJobs => {
+                // Fewest jobs first; the optimizer confirms the mix fits (memory, floors).
+                cands.sort_by_key(|&g| (c.gpus[g].jobs.len(), g));
+                let Some(g) = cands.iter().copied().find(|&g| self.fits(c, g, j, now)) else {
+                    return false;
+                };
+                g
+            }
             Placement::BestGain => {
                 let states: Vec<optimizer::GpuState> = cands
                     .iter()
@@ -391,9 +400,10 @@ impl Miso {
                     })
                     .collect();
                 let job = self.newcomer(c, j);
-                optimizer::choose_gpu(&states, &job, Placement::BestGain, &self.options)
-                    .map(|i| cands[i])
-                    .unwrap_or(cands[0])
+                match optimizer::choose_gpu(&states, &job, Placement::BestGain, &self.options) {
+                    Some(i) => cands[i],
+                    None => return false,
+                }
             }
         };
         let alone = c.gpus[g].jobs.is_empty();

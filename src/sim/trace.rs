@@ -442,9 +442,10 @@ pub fn load_csv(path: &Path, cols: &Columns, o: &LoadOptions) -> Result<Trace, T
             }
             None => 1,
         };
+        // An empty share means a whole GPU.
         let share = match (ifr, im) {
-            (Some(c), _) => Some(num(c)?),
-            (_, Some(c)) => Some(num(c)? / 1000.0),
+            (Some(c), _) if !field(c)?.is_empty() => Some(num(c)?),
+            (_, Some(c)) if !field(c)?.is_empty() => Some(num(c)? / 1000.0),
             _ => None,
         };
         if gpus == 0 || share == Some(0.0) {
