@@ -352,12 +352,6 @@ impl Miso {
             .copied()
             .filter(|&g| self.available(c, g, now))
             .collect();
-        if self.mode == MisoMode::Ours && cands.len() > SHORTLIST {
-            // The optimizer is asked only about the least-loaded GPUs.
-            cands.select_nth_unstable_by_key(SHORTLIST, |&g| (c.gpus[g].jobs.len(), g));
-            cands.truncate(SHORTLIST);
-            cands.sort_unstable();
-        }
         if self.mode == MisoMode::Artifact {
             cands.retain(|&g| self.can_take(c, g, j, now));
         }
@@ -381,31 +375,35 @@ impl Miso {
                 return true;
             }
         }
-        let g = match self.placement {
-            Placement::FewestJobs => {
-                // Fewest jobs first; the optimizer confirms the mix fits (memory, floors).
-                cands.sort_by_key(|&g| (c.gpus[g].jobs.len(), g));
-                let Some(g) = cands.iter().copied().find(|&g| self.fits(c, g, j, now)) else {
-                    return false;
-                };
-                g
-            }
-            Placement::BestGain => {
-                let states: Vec<optimizer::GpuState> = cands
-                    .iter()
-                    .map(|&g| optimizer::GpuState {
-                        gpu: c.model,
-                        layout: c.gpus[g].layout.clone(),
-                        jobs: self.opt_jobs(c, g, now),
-                    })
-                    .collect();
-                let job = self.newcomer(c, j);
-                match optimizer::choose_gpu(&states, &job, Placement::BestGain, &self.options) {
-                    Some(i) => cands[i],
-                    None => return false,
+        // Least-loaded first; MISO takes the first that fits, Ours the best gain among each
+        // group of SHORTLIST (the optimizer is asked only about those).
+        cands.sort_by_key(|&g| (c.gpus[g].jobs.len(), g));
+        let mut chosen = None;
+        for chunk in cands.chunks(match self.placement {
+            Placement::FewestJobs => 1,
+            Placement::BestGain => SHORTLIST,
+        }) {
+            chosen = match self.placement {
+                Placement::FewestJobs => chunk.iter().copied().find(|&g| self.fits(c, g, j, now)),
+                Placement::BestGain => {
+                    let states: Vec<optimizer::GpuState> = chunk
+                        .iter()
+                        .map(|&g| optimizer::GpuState {
+                            gpu: c.model,
+                            layout: c.gpus[g].layout.clone(),
+                            jobs: self.opt_jobs(c, g, now),
+                        })
+                        .collect();
+                    let job = self.newcomer(c, j);
+                    optimizer::choose_gpu(&states, &job, Placement::BestGain, &self.options)
+                        .map(|i| chunk[i])
                 }
+            };
+            if chosen.is_some() {
+                break;
             }
-        };
+        }
+        let Some(g) = chosen else { return false };
         let alone = c.gpus[g].jobs.is_empty();
         c.start(j, g, now);
         if self.stall_profiling {
