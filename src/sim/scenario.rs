@@ -126,6 +126,7 @@ fn miso(env: &Env, label: &str, speeds: Speeds, ours: bool) -> Miso {
         f.mps_speeds,
     );
     m.restart_all = !ours && f.restart_all;
+    m.stall_profiling = f.stall_profiling;
     m
 }
 
