@@ -324,8 +324,7 @@ impl Miso {
     }
 
     /// An idle instance of GPU `g` that fits job `j` (a bubble left by a finished job).
-    fn idle_instance(&self, c: &Cluster, g: usize, j: usize) -> Option<Instance> {
-        let perf = Self::prior(c, j);
+    fn idle_instance(&self, c: &Cluster, g: usize, perf: &JobPerf) -> Option<Instance> {
         c.gpus[g]
             .layout
             .instances()
@@ -347,27 +346,22 @@ impl Miso {
             let ok = |g: &super::Gpu| g.checkpointed_at.is_none_or(|t| now - t > settle);
             return c.try_gang(j, now, &ok);
         }
-        let mut cands: Vec<usize> = gpus
-            .iter()
-            .copied()
-            .filter(|&g| self.available(c, g, now))
-            .collect();
-        if self.mode == MisoMode::Artifact {
-            cands.retain(|&g| self.can_take(c, g, j, now));
-        }
-        if cands.is_empty() {
-            return false;
-        }
         if self.mode == MisoMode::Ours && !self.stall_profiling {
             // A bubble that fits: start there, nobody else moves (learned at the next
             // profiling or re-partition of this GPU).
-            if let Some((g, inst)) = cands
+            let prior = Self::prior(c, j);
+            if let Some((g, inst)) = gpus
                 .iter()
-                .filter(|&&g| !c.gpus[g].jobs.is_empty())
-                .find_map(|&g| self.idle_instance(c, g, j).map(|i| (g, i)))
+                .copied()
+                .filter(|&g| {
+                    !c.gpus[g].jobs.is_empty()
+                        && c.gpus[g].layout.len() > c.gpus[g].jobs.len()
+                        && self.available(c, g, now)
+                })
+                .find_map(|g| self.idle_instance(c, g, &prior).map(|i| (g, i)))
             {
                 c.start(j, g, now);
-                c.jobs[j].believed = Some(Self::prior(c, j));
+                c.jobs[j].believed = Some(prior);
                 let speed = c.true_speed(j, inst.profile as usize).unwrap_or(1e-3);
                 let share = c.share_of(inst.profile as usize);
                 c.jobs[j].instance = Some(inst);
@@ -375,34 +369,43 @@ impl Miso {
                 return true;
             }
         }
-        // Least-loaded first; MISO takes the first that fits, Ours the best gain among each
-        // group of SHORTLIST (the optimizer is asked only about those).
-        cands.sort_by_key(|&g| (c.gpus[g].jobs.len(), g));
-        let mut chosen = None;
-        for chunk in cands.chunks(match self.placement {
-            Placement::FewestJobs => 1,
-            Placement::BestGain => SHORTLIST,
-        }) {
-            chosen = match self.placement {
-                Placement::FewestJobs => chunk.iter().copied().find(|&g| self.fits(c, g, j, now)),
-                Placement::BestGain => {
+        // Candidates least-loaded first (lowest index on a tie), produced lazily: MISO takes the
+        // first the optimizer confirms, Ours the best gain among each group of SHORTLIST.
+        let most = c.model.compute_slices as usize;
+        let cr: &Cluster = c;
+        let mut ordered = (0..=most)
+            .flat_map(|k| gpus.iter().copied().filter(move |&g| cr.gpus[g].jobs.len() == k))
+            .filter(|&g| {
+                self.available(cr, g, now)
+                    && (self.mode == MisoMode::Ours || self.can_take(cr, g, j, now))
+            });
+        let chosen = match self.placement {
+            Placement::FewestJobs => ordered.find(|&g| self.fits(cr, g, j, now)),
+            Placement::BestGain => {
+                let mut chosen = None;
+                loop {
+                    let chunk: Vec<usize> = ordered.by_ref().take(SHORTLIST).collect();
+                    if chunk.is_empty() {
+                        break;
+                    }
                     let states: Vec<optimizer::GpuState> = chunk
                         .iter()
                         .map(|&g| optimizer::GpuState {
-                            gpu: c.model,
-                            layout: c.gpus[g].layout.clone(),
-                            jobs: self.opt_jobs(c, g, now),
+                            gpu: cr.model,
+                            layout: cr.gpus[g].layout.clone(),
+                            jobs: self.opt_jobs(cr, g, now),
                         })
                         .collect();
-                    let job = self.newcomer(c, j);
-                    optimizer::choose_gpu(&states, &job, Placement::BestGain, &self.options)
-                        .map(|i| chunk[i])
+                    let job = self.newcomer(cr, j);
+                    chosen = optimizer::choose_gpu(&states, &job, Placement::BestGain, &self.options)
+                        .map(|i| chunk[i]);
+                    if chosen.is_some() {
+                        break;
+                    }
                 }
-            };
-            if chosen.is_some() {
-                break;
+                chosen
             }
-        }
+        };
         let Some(g) = chosen else { return false };
         let alone = c.gpus[g].jobs.is_empty();
         c.start(j, g, now);
