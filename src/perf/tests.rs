@@ -12,15 +12,15 @@ fn catalog_has_32_workloads_and_matches_the_csv() {
         env!("CARGO_MANIFEST_DIR"),
         "/../shared/datasets/miso-a100/mig_iteration_time.csv"
     );
-    let Ok(text) = std::fs::read_to_string(path) else {
+    let Ok(mut rdr) = csv::Reader::from_path(path) else {
         panic!("{path} is missing: the tests read the shared MISO data");
     };
     let mut rows = 0;
-    for line in text.lines().skip(1) {
-        let f: Vec<&str> = line.split(',').collect();
-        let w = workload(&format!("{}_train{}", f[0], f[1])).unwrap();
-        let k = A100_PROFILES.iter().position(|p| *p == f[2]).unwrap();
-        assert_eq!(w.iter_s[k], Some(f[3].parse::<f64>().unwrap()), "{line}");
+    for rec in rdr.records() {
+        let f = rec.unwrap();
+        let w = workload(&format!("{}_train{}", &f[0], &f[1])).unwrap();
+        let k = A100_PROFILES.iter().position(|p| *p == &f[2]).unwrap();
+        assert_eq!(w.iter_s[k], Some(f[3].parse::<f64>().unwrap()), "{f:?}");
         rows += 1;
     }
     let present: usize = catalog()
