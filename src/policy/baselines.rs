@@ -4,7 +4,7 @@
 use crate::gpu::{GpuModel, Instance, Layout};
 use crate::perf::KIND_SLICES;
 
-use super::{min_kind, Cluster, MpsSource, MpsSpeeds, Overheads, Policy};
+use super::{min_kind, Cluster, HeadGang, MpsSource, MpsSpeeds, Overheads, Policy};
 
 /// The whole-GPU instance of a model (7g on A100/H100/H200, 4g on A30).
 pub fn whole_instance(model: &GpuModel) -> Instance {
@@ -27,12 +27,10 @@ impl Policy for NoPart {
     fn schedule(&mut self, c: &mut Cluster, now: f64) {
         let whole = whole_instance(c.model);
         while let Some(&j) = c.waiting.front() {
-            if c.jobs[j].gpus > 1 {
-                if !c.try_gang(j, now, &|_| true) {
-                    break;
-                }
-                c.waiting.pop_front();
-                continue;
+            match c.start_head_gang(now) {
+                HeadGang::Started(_) => continue,
+                HeadGang::Waits => break,
+                HeadGang::NotGang => {}
             }
             let Some(g) = (0..c.gpus.len()).find(|&g| c.gpus[g].is_free()) else {
                 break;
@@ -278,16 +276,16 @@ impl Policy for StaticBest {
         profiles.sort_unstable();
         profiles.dedup();
         while let Some(&j) = c.waiting.front() {
-            if c.jobs[j].gpus > 1 {
-                if !c.try_gang(j, now, &|_| true) {
-                    break;
+            match c.start_head_gang(now) {
+                HeadGang::Started(j) => {
+                    for &g in &c.jobs[j].gang.clone() {
+                        self.held[g] = true;
+                        self.refresh(c, g);
+                    }
+                    continue;
                 }
-                for &g in &c.jobs[j].gang.clone() {
-                    self.held[g] = true;
-                    self.refresh(c, g);
-                }
-                c.waiting.pop_front();
-                continue;
+                HeadGang::Waits => break,
+                HeadGang::NotGang => {}
             }
             let mut best: Option<(f64, (usize, usize))> = None;
             for &p in &profiles {
@@ -358,12 +356,10 @@ impl Policy for MpsOnly {
     }
     fn schedule(&mut self, c: &mut Cluster, now: f64) {
         while let Some(&j) = c.waiting.front() {
-            if c.jobs[j].gpus > 1 {
-                if !c.try_gang(j, now, &|_| true) {
-                    break;
-                }
-                c.waiting.pop_front();
-                continue;
+            match c.start_head_gang(now) {
+                HeadGang::Started(_) => continue,
+                HeadGang::Waits => break,
+                HeadGang::NotGang => {}
             }
             let open = (0..c.gpus.len())
                 .filter(|&g| c.gpus[g].gang.is_none() && c.gpus[g].jobs.len() < self.max_jobs);

@@ -301,6 +301,22 @@ impl Cluster {
         true
     }
 
+    /// For FIFO policies: if the job at the head of the queue is a gang, start it on the first
+    /// free GPUs (dequeued) or report that it waits.
+    pub fn start_head_gang(&mut self, now: f64) -> HeadGang {
+        let Some(&j) = self.waiting.front() else {
+            return HeadGang::NotGang;
+        };
+        if self.jobs[j].gpus <= 1 {
+            return HeadGang::NotGang;
+        }
+        if !self.try_gang(j, now, &|_| true) {
+            return HeadGang::Waits;
+        }
+        self.waiting.pop_front();
+        HeadGang::Started(j)
+    }
+
     /// Mark a job done and take it off its GPU(s); returns the GPU of a single-GPU job.
     pub fn finish(&mut self, j: usize, now: f64) -> Option<usize> {
         self.settle(j, now);
@@ -339,6 +355,16 @@ impl Cluster {
             .checkpointed_at
             .is_none_or(|t| now - t > o.settle_s)
     }
+}
+
+/// What [`Cluster::start_head_gang`] did.
+pub enum HeadGang {
+    /// The head of the queue is not a gang job (or the queue is empty).
+    NotGang,
+    /// The gang job started and left the queue.
+    Started(usize),
+    /// Not enough free GPUs: it waits (and, FIFO, so does everyone behind it).
+    Waits,
 }
 
 /// The measured speeds of catalog workload `w` (computed once).
