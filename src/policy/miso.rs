@@ -66,7 +66,7 @@ pub struct Miso {
     pub attained_prior_s: f64,
     /// Ours: skip the profiling phase when its expected value is below its cost
     /// ([`Miso::join_without_profiling`]).
-    pub skip_robust: bool,
+    pub skip_unneeded_profiling: bool,
     profiling: Vec<Option<Profiling>>,
     /// Jobs whose believed speeds come from a measurement (else from the prior).
     measured: Vec<bool>,
@@ -131,7 +131,7 @@ impl Miso {
             stall_profiling: false,
             attained_prior_s: 60.0,
             react_at_once: mode == MisoMode::Ours,
-            skip_robust: mode == MisoMode::Ours,
+            skip_unneeded_profiling: mode == MisoMode::Ours,
             profiling: Vec::new(),
             measured: Vec::new(),
             predictions: std::collections::HashMap::new(),
@@ -293,16 +293,13 @@ impl Miso {
         [7u8, 4, 3, 2, 1].into_iter().find(|&s| fits(s))
     }
 
-    fn can_take(&self, c: &Cluster, g: usize, j: usize, now: f64) -> bool {
-        match self.mode {
-            MisoMode::Artifact => {
-                let Some(mk) = c.jobs[j].min_kind.or_else(|| min_kind(&c.true_perf(j))) else {
-                    return false;
-                };
-                Self::max_allowed(c, g).is_some_and(|m| m >= KIND_SLICES[mk])
-            }
-            MisoMode::Ours => self.fits(c, g, j, now),
-        }
+    /// The artifact's admission test: GPU `g`'s `max_allowed` slice is at least job `j`'s
+    /// smallest fitting slice.
+    fn artifact_admits(c: &Cluster, g: usize, j: usize) -> bool {
+        let Some(mk) = c.jobs[j].min_kind.or_else(|| min_kind(&c.true_perf(j))) else {
+            return false;
+        };
+        Self::max_allowed(c, g).is_some_and(|m| m >= KIND_SLICES[mk])
     }
 
     /// Would the optimizer find a layout for GPU `g`'s jobs plus job `j`?
@@ -377,7 +374,7 @@ impl Miso {
             .flat_map(|k| gpus.iter().copied().filter(move |&g| cr.gpus[g].jobs.len() == k))
             .filter(|&g| {
                 self.available(cr, g, now)
-                    && (self.mode == MisoMode::Ours || self.can_take(cr, g, j, now))
+                    && (self.mode == MisoMode::Ours || Self::artifact_admits(cr, g, j))
             });
         let chosen = match self.placement {
             Placement::FewestJobs => ordered.find(|&g| self.fits(cr, g, j, now)),
@@ -449,7 +446,7 @@ impl Miso {
             self.replan(c, g, now, now, true);
             return true;
         }
-        if self.skip_robust && self.join_without_profiling(c, g, j, now) {
+        if self.skip_unneeded_profiling && self.join_without_profiling(c, g, j, now) {
             return true;
         }
         // MPS profiling phase: running jobs are checkpointed and resumed under MPS; the new
