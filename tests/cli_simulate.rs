@@ -28,10 +28,24 @@ fn default_scenario_runs_every_policy_and_is_deterministic() {
     assert_eq!(a, b, "same seed, byte-identical output");
     let v: serde_json::Value = serde_json::from_slice(&a).unwrap();
     let avg = |p: &str| v["policies"][p]["avg_jct_s"].as_f64().unwrap();
-    for p in ["nopart", "static", "static-best", "mps", "miso", "oracle", "ours"] {
+    for p in [
+        "nopart",
+        "static",
+        "static-best",
+        "mps",
+        "miso",
+        "oracle",
+        "ours",
+    ] {
         let m = &v["policies"][p];
         assert_eq!(m["jobs"], 100, "{p}");
-        for f in ["avg_jct_s", "avg_jrt_s", "p95_jct_s", "makespan_s", "avg_stp"] {
+        for f in [
+            "avg_jct_s",
+            "avg_jrt_s",
+            "p95_jct_s",
+            "makespan_s",
+            "avg_stp",
+        ] {
             assert!(m[f].as_f64().unwrap() > 0.0, "{p}.{f}");
         }
         assert!(m["reconfigurations"].is_u64());
@@ -41,7 +55,13 @@ fn default_scenario_runs_every_policy_and_is_deterministic() {
     // MISO-family policies re-partition; the baselines never do.
     assert!(v["policies"]["miso"]["reconfigurations"].as_u64().unwrap() > 0);
     assert_eq!(v["policies"]["nopart"]["reconfigurations"], 0);
-    assert_eq!(v["policies"]["miso"]["profiling_s_per_job"].as_f64().unwrap() > 0.0, true);
+    assert_eq!(
+        v["policies"]["miso"]["profiling_s_per_job"]
+            .as_f64()
+            .unwrap()
+            > 0.0,
+        true
+    );
     assert_eq!(v["policies"]["oracle"]["profiling_s_per_job"], 0.0);
     assert_eq!(
         v["policies"]["static"]["detail"],
@@ -53,8 +73,18 @@ fn default_scenario_runs_every_policy_and_is_deterministic() {
         .starts_with("best static layout"));
     // The paper's shape on its own setup (seed 1): MISO far below NoPart and below the static
     // 3g+2g+2g; Oracle no worse than MISO; ours below MISO.
-    assert!(avg("miso") <= 0.6 * avg("nopart"), "{} vs {}", avg("miso"), avg("nopart"));
-    assert!(avg("miso") <= 0.9 * avg("static"), "{} vs {}", avg("miso"), avg("static"));
+    assert!(
+        avg("miso") <= 0.6 * avg("nopart"),
+        "{} vs {}",
+        avg("miso"),
+        avg("nopart")
+    );
+    assert!(
+        avg("miso") <= 0.9 * avg("static"),
+        "{} vs {}",
+        avg("miso"),
+        avg("static")
+    );
     assert!(avg("oracle") <= avg("miso"));
     assert!(avg("ours") < avg("miso"));
     let c = ok(&["simulate", "--json", "--seed", "2", "--policy", "nopart"]);
@@ -70,8 +100,22 @@ fn policies(args: &[&str]) -> serde_json::Value {
 #[test]
 fn named_formats_equal_their_csv_column_mappings() {
     let philly = "../shared/datasets/traces/philly_week_20171127_1gpu.csv";
-    let common = ["--gpus", "16", "--limit", "300", "--policy", "nopart,miso", "--json"];
-    let named = policies(&[&["simulate", "--trace", philly, "--format", "philly"][..], &common].concat());
+    let common = [
+        "--gpus",
+        "16",
+        "--limit",
+        "300",
+        "--policy",
+        "nopart,miso",
+        "--json",
+    ];
+    let named = policies(
+        &[
+            &["simulate", "--trace", philly, "--format", "philly"][..],
+            &common,
+        ]
+        .concat(),
+    );
     let csv = policies(
         &[
             &[
@@ -120,7 +164,8 @@ fn named_formats_equal_their_csv_column_mappings() {
     assert!(sk["no_gpu"].as_u64().unwrap() > 0);
     // --qos keeps one class.
     let ls: serde_json::Value = serde_json::from_slice(&ok(&[
-        "simulate", "--trace", openb, "--format", "openb", "--qos", "LS", "--policy", "nopart", "--json",
+        "simulate", "--trace", openb, "--format", "openb", "--qos", "LS", "--policy", "nopart",
+        "--json",
     ]))
     .unwrap();
     assert!(ls["scenario"]["skipped"]["other_qos"].as_u64().unwrap() > 0);
@@ -163,19 +208,41 @@ fn csv_traces_with_datetimes_gangs_and_fractions() {
     assert_eq!(g["multi_gpu"]["jobs"], 1);
     assert_eq!(g["single_gpu"]["jobs"], 2);
     // The gang arrived first at time 0 and ran alone on both GPUs: JCT = its work.
-    assert_eq!(v["policies"]["nopart"]["groups"]["multi_gpu"]["avg_jct_s"], 300.0);
+    assert_eq!(
+        v["policies"]["nopart"]["groups"]["multi_gpu"]["avg_jct_s"],
+        300.0
+    );
     for (spec, want) in [
         ("work=run time", "`arrival=COLUMN` is required"),
         ("arrival=when,work=nope", "no column `nope`"),
-        ("arrival=when,work=run time,colour=x", "unknown key `colour`"),
+        (
+            "arrival=when,work=run time,colour=x",
+            "unknown key `colour`",
+        ),
     ] {
-        let out = miso(&["simulate", "--trace", f.to_str().unwrap(), "--format", "csv", "--columns", spec]);
+        let out = miso(&[
+            "simulate",
+            "--trace",
+            f.to_str().unwrap(),
+            "--format",
+            "csv",
+            "--columns",
+            spec,
+        ]);
         assert_eq!(out.status.code(), Some(2), "{spec}");
         let e = String::from_utf8_lossy(&out.stderr);
         assert!(e.contains(want), "{spec}: {e}");
     }
     std::fs::write(&f, "when,run\n2017-99-09 07:03:55,600\n").unwrap();
-    let out = miso(&["simulate", "--trace", f.to_str().unwrap(), "--format", "csv", "--columns", "arrival=when,work=run"]);
+    let out = miso(&[
+        "simulate",
+        "--trace",
+        f.to_str().unwrap(),
+        "--format",
+        "csv",
+        "--columns",
+        "arrival=when,work=run",
+    ]);
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains("t.csv:2") && e.contains("`when`"), "{e}");
     std::fs::remove_dir_all(&dir).ok();

@@ -191,7 +191,10 @@ fn parse_seeds(s: &str) -> Result<Vec<u64>> {
             }
             v.extend(a..=b);
         } else {
-            v.push(part.parse().with_context(|| format!("--seeds: `{part}` is not a number"))?);
+            v.push(
+                part.parse()
+                    .with_context(|| format!("--seeds: `{part}` is not a number"))?,
+            );
         }
     }
     if v.is_empty() {
@@ -411,7 +414,15 @@ pub fn run(a: SimulateArgs) -> Result<()> {
         jobs: njobs,
         source,
         skipped,
-    } = run_seed(&a, &setup, a.seed, &fidelity(&a), &overheads(&a), None, false)?;
+    } = run_seed(
+        &a,
+        &setup,
+        a.seed,
+        &fidelity(&a),
+        &overheads(&a),
+        None,
+        false,
+    )?;
     let mut results = serde_json::Map::new();
     for (o, detail) in &outcomes {
         let mut m = serde_json::to_value(&o.metrics)?;
@@ -470,7 +481,18 @@ fn params(a: &SimulateArgs, skipped: &trace::Skipped) -> serde_json::Value {
 fn print_table(outcomes: &[(sim::Outcome, Option<String>)]) {
     println!(
         "{:<11} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>6} {:>5} {:>8} {:>8} {:>7}",
-        "policy", "avg JCT", "median", "p95", "JRT", "queue", "makespan", "STP", "util", "reconfig", "restarts", "prof s"
+        "policy",
+        "avg JCT",
+        "median",
+        "p95",
+        "JRT",
+        "queue",
+        "makespan",
+        "STP",
+        "util",
+        "reconfig",
+        "restarts",
+        "prof s"
     );
     for (o, _) in outcomes {
         let m = &o.metrics;
@@ -515,7 +537,12 @@ fn print_table(outcomes: &[(sim::Outcome, Option<String>)]) {
             .find(|(o, _)| o.policy == n)
             .map(|(o, _)| o.metrics.avg_jct_s)
     };
-    for (p, base) in [("miso", "nopart"), ("miso", "static"), ("ours", "miso"), ("ours", "nopart")] {
+    for (p, base) in [
+        ("miso", "nopart"),
+        ("miso", "static"),
+        ("ours", "miso"),
+        ("ours", "nopart"),
+    ] {
         if let (Some(b), Some(x)) = (avg(base), avg(p)) {
             println!("{p} vs {base}: average JCT {:+.1}%", 100.0 * (x - b) / b);
         }
@@ -532,7 +559,13 @@ fn many_seeds(a: &SimulateArgs, s: &Setup, seeds: &[u64]) -> Result<()> {
     let mut rows: Vec<(u64, Vec<(String, sim::Metrics)>)> = Vec::new();
     for &seed in seeds {
         let r = run_seed(a, s, seed, &fid, &oh, None, true)?;
-        rows.push((seed, r.outcomes.into_iter().map(|(o, _)| (o.policy, o.metrics)).collect()));
+        rows.push((
+            seed,
+            r.outcomes
+                .into_iter()
+                .map(|(o, _)| (o.policy, o.metrics))
+                .collect(),
+        ));
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -556,12 +589,15 @@ fn many_seeds(a: &SimulateArgs, s: &Setup, seeds: &[u64]) -> Result<()> {
         let means: serde_json::Map<String, serde_json::Value> = names
             .iter()
             .map(|p| {
-                (p.clone(), json!({
-                    "avg_jct_s": mean(&col(p, &|m| m.avg_jct_s)),
-                    "p95_jct_s": mean(&col(p, &|m| m.p95_jct_s)),
-                    "avg_queue_s": mean(&col(p, &|m| m.avg_queue_s)),
-                    "makespan_s": mean(&col(p, &|m| m.makespan_s)),
-                }))
+                (
+                    p.clone(),
+                    json!({
+                        "avg_jct_s": mean(&col(p, &|m| m.avg_jct_s)),
+                        "p95_jct_s": mean(&col(p, &|m| m.p95_jct_s)),
+                        "avg_queue_s": mean(&col(p, &|m| m.avg_queue_s)),
+                        "makespan_s": mean(&col(p, &|m| m.makespan_s)),
+                    }),
+                )
             })
             .collect();
         return print_json(&json!({"seeds": per, "mean": means}));
@@ -579,7 +615,10 @@ fn many_seeds(a: &SimulateArgs, s: &Setup, seeds: &[u64]) -> Result<()> {
         println!();
     }
     for (label, f) in [
-        ("mean", &(|m: &sim::Metrics| m.avg_jct_s) as &dyn Fn(&sim::Metrics) -> f64),
+        (
+            "mean",
+            &(|m: &sim::Metrics| m.avg_jct_s) as &dyn Fn(&sim::Metrics) -> f64,
+        ),
         ("p95", &|m: &sim::Metrics| m.p95_jct_s),
     ] {
         print!("{label:<6}");
@@ -588,9 +627,16 @@ fn many_seeds(a: &SimulateArgs, s: &Setup, seeds: &[u64]) -> Result<()> {
         }
         println!();
     }
-    println!("average JCT in seconds per seed (lower is better); p95 row: mean of the per-seed p95 JCT.");
+    println!(
+        "average JCT in seconds per seed (lower is better); p95 row: mean of the per-seed p95 JCT."
+    );
     let m = |p: &str| mean(&col(p, &|m| m.avg_jct_s));
-    for (p, base) in [("miso", "nopart"), ("miso", "static"), ("ours", "miso"), ("oracle", "nopart")] {
+    for (p, base) in [
+        ("miso", "nopart"),
+        ("miso", "static"),
+        ("ours", "miso"),
+        ("oracle", "nopart"),
+    ] {
         if names.iter().any(|n| n == p) && names.iter().any(|n| n == base) {
             println!("{p} vs {base}: {:+.1}%", 100.0 * (m(p) - m(base)) / m(base));
         }
@@ -604,24 +650,60 @@ fn ablation(a: &SimulateArgs, s: &Setup) -> Result<()> {
     let base_f = scenario::Fidelity::default();
     let base_o = Overheads::default();
     type Row = (&'static str, scenario::Fidelity, Overheads, Option<bool>);
-    let mut rows: Vec<Row> = vec![("artifact (default)", base_f.clone(), base_o.clone(), Some(true))];
+    let mut rows: Vec<Row> = vec![(
+        "artifact (default)",
+        base_f.clone(),
+        base_o.clone(),
+        Some(true),
+    )];
     let mut f = base_f.clone();
     f.tick_s = 0.0;
-    rows.push(("rounds at every event (--tick-s 0)", f, base_o.clone(), Some(true)));
-    rows.push(("arrivals in job-id order (--arrival-order by-id)", base_f.clone(), base_o.clone(), Some(false)));
+    rows.push((
+        "rounds at every event (--tick-s 0)",
+        f,
+        base_o.clone(),
+        Some(true),
+    ));
+    rows.push((
+        "arrivals in job-id order (--arrival-order by-id)",
+        base_f.clone(),
+        base_o.clone(),
+        Some(false),
+    ));
     let mut f = base_f.clone();
     f.stall_profiling = true;
-    rows.push(("profiling stalls all, even alone (--profiling stall-all)", f, base_o.clone(), Some(true)));
+    rows.push((
+        "profiling stalls all, even alone (--profiling stall-all)",
+        f,
+        base_o.clone(),
+        Some(true),
+    ));
     let mut o = base_o.clone();
     o.per_model_restart = false;
     o.restart_s = 30.0;
-    rows.push(("flat 30 s restore (--restart-s 30)", base_f.clone(), o, Some(true)));
+    rows.push((
+        "flat 30 s restore (--restart-s 30)",
+        base_f.clone(),
+        o,
+        Some(true),
+    ));
     let mut f = base_f.clone();
     f.restart_all = false;
-    rows.push(("MISO restarts moved jobs only (--miso-restarts moved)", f, base_o.clone(), Some(true)));
+    rows.push((
+        "MISO restarts moved jobs only (--miso-restarts moved)",
+        f,
+        base_o.clone(),
+        Some(true),
+    ));
     for (label, sp) in [
-        ("MPS speeds: 15 % per co-runner (--mps-speeds penalty)", MpsSpeeds::Penalty),
-        ("MPS speeds: solo, no interference (--mps-speeds solo)", MpsSpeeds::Solo),
+        (
+            "MPS speeds: 15 % per co-runner (--mps-speeds penalty)",
+            MpsSpeeds::Penalty,
+        ),
+        (
+            "MPS speeds: solo, no interference (--mps-speeds solo)",
+            MpsSpeeds::Solo,
+        ),
     ] {
         let mut f = base_f.clone();
         f.mps_speeds = sp;
@@ -629,10 +711,20 @@ fn ablation(a: &SimulateArgs, s: &Setup) -> Result<()> {
     }
     let mut f = base_f.clone();
     f.mps_placement = MpsPlacement::LeastLoadedEqual;
-    rows.push(("MPS least-loaded, equal share (--mps-placement least-loaded)", f, base_o.clone(), Some(true)));
+    rows.push((
+        "MPS least-loaded, equal share (--mps-placement least-loaded)",
+        f,
+        base_o.clone(),
+        Some(true),
+    ));
     let mut f = base_f.clone();
     f.static_promotion = false;
-    rows.push(("static without promotion (--no-promotion)", f, base_o.clone(), Some(true)));
+    rows.push((
+        "static without promotion (--no-promotion)",
+        f,
+        base_o.clone(),
+        Some(true),
+    ));
     let bar = progress((rows.len() * seeds.len()) as u64, "ablation", "runs");
     let mut table: Vec<(String, Vec<(String, f64)>)> = Vec::new();
     for (label, f, o, shuffle) in &rows {
@@ -647,7 +739,10 @@ fn ablation(a: &SimulateArgs, s: &Setup) -> Result<()> {
             }
             bar.inc(1);
         }
-        table.push((label.to_string(), sums.into_iter().map(|(p, v)| (p, mean(&v))).collect()));
+        table.push((
+            label.to_string(),
+            sums.into_iter().map(|(p, v)| (p, mean(&v))).collect(),
+        ));
     }
     bar.finish_and_clear();
     if a.json {

@@ -60,7 +60,11 @@ impl Static {
     fn max_idle(c: &Cluster, g: usize) -> Option<(usize, u8)> {
         let mut best: Option<(usize, u8)> = None;
         for (i, inst) in c.gpus[g].layout.instances().iter().enumerate() {
-            if c.gpus[g].jobs.iter().any(|&o| c.jobs[o].instance == Some(*inst)) {
+            if c.gpus[g]
+                .jobs
+                .iter()
+                .any(|&o| c.jobs[o].instance == Some(*inst))
+            {
                 continue;
             }
             let size = c.model.profiles[inst.profile as usize].compute_slices;
@@ -168,8 +172,11 @@ impl Policy for Static {
                     .copied()
                     .find(|&o| c.jobs[o].instance == Some(*inst))
             };
-            let mut idle: Vec<Instance> =
-                insts.iter().copied().filter(|i| holder(i).is_none()).collect();
+            let mut idle: Vec<Instance> = insts
+                .iter()
+                .copied()
+                .filter(|i| holder(i).is_none())
+                .collect();
             let mut busy: Vec<(Instance, usize)> = insts
                 .iter()
                 .filter_map(|i| holder(i).map(|j| (*i, j)))
@@ -189,7 +196,8 @@ impl Policy for Static {
                 c.checkpoint(j, now);
                 let speed = c.true_speed(j, to.profile as usize).unwrap_or(1e-3);
                 let share = c.share_of(to.profile as usize);
-                let stall = now + self.overheads.save_wait_s + self.overheads.restart(c.jobs[j].workload);
+                let stall =
+                    now + self.overheads.save_wait_s + self.overheads.restart(c.jobs[j].workload);
                 c.jobs[j].instance = Some(to);
                 c.set_run(j, now, speed, share, stall);
             }
@@ -235,7 +243,10 @@ impl StaticBest {
     fn refresh(&mut self, c: &Cluster, g: usize) {
         for (i, inst) in c.gpus[g].layout.instances().iter().enumerate() {
             let busy = c.gpus[g].gang.is_some()
-                || c.gpus[g].jobs.iter().any(|&o| c.jobs[o].instance == Some(*inst));
+                || c.gpus[g]
+                    .jobs
+                    .iter()
+                    .any(|&o| c.jobs[o].instance == Some(*inst));
             let set = &mut self.free[inst.profile as usize];
             if busy {
                 set.remove(&(g, i));

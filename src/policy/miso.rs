@@ -187,9 +187,9 @@ impl Miso {
                     remaining_s: match self.mode {
                         // Attained service as the estimate of what is left (least-attained
                         // service reasoning; the true remaining work is never read).
-                        MisoMode::Ours => {
-                            Some(self.attained_prior_s + (now - job.start_s.unwrap_or(now)).max(0.0))
-                        }
+                        MisoMode::Ours => Some(
+                            self.attained_prior_s + (now - job.start_s.unwrap_or(now)).max(0.0),
+                        ),
                         MisoMode::Artifact => None,
                     },
                     current: job.instance,
@@ -317,7 +317,11 @@ impl Miso {
 
     /// Available, and no job on it is stalled (mid-restart).
     fn ready(&self, c: &Cluster, g: usize, now: f64) -> bool {
-        self.available(c, g, now) && c.gpus[g].jobs.iter().all(|&o| c.jobs[o].stalled_until <= now)
+        self.available(c, g, now)
+            && c.gpus[g]
+                .jobs
+                .iter()
+                .all(|&o| c.jobs[o].stalled_until <= now)
     }
 
     /// An idle instance of GPU `g` that fits job `j` (a bubble left by a finished job).
@@ -326,7 +330,12 @@ impl Miso {
             .layout
             .instances()
             .iter()
-            .filter(|i| !c.gpus[g].jobs.iter().any(|&o| c.jobs[o].instance == Some(**i)))
+            .filter(|i| {
+                !c.gpus[g]
+                    .jobs
+                    .iter()
+                    .any(|&o| c.jobs[o].instance == Some(**i))
+            })
             .filter(|i| perf.speed_on(c.model, i.profile as usize).is_some())
             .max_by(|a, b| {
                 let s = |i: &Instance| perf.speed_on(c.model, i.profile as usize).unwrap_or(0.0);
@@ -371,7 +380,11 @@ impl Miso {
         let most = c.model.compute_slices as usize;
         let cr: &Cluster = c;
         let mut ordered = (0..=most)
-            .flat_map(|k| gpus.iter().copied().filter(move |&g| cr.gpus[g].jobs.len() == k))
+            .flat_map(|k| {
+                gpus.iter()
+                    .copied()
+                    .filter(move |&g| cr.gpus[g].jobs.len() == k)
+            })
             .filter(|&g| {
                 self.available(cr, g, now)
                     && (self.mode == MisoMode::Ours || Self::artifact_admits(cr, g, j))
@@ -394,8 +407,9 @@ impl Miso {
                         })
                         .collect();
                     let job = self.newcomer(cr, j);
-                    chosen = optimizer::choose_gpu(&states, &job, Placement::BestGain, &self.options)
-                        .map(|i| chunk[i]);
+                    chosen =
+                        optimizer::choose_gpu(&states, &job, Placement::BestGain, &self.options)
+                            .map(|i| chunk[i]);
                     if chosen.is_some() {
                         break;
                     }
@@ -433,7 +447,11 @@ impl Miso {
                 c.gpus[g].reconfigurations += 1;
             }
             let inst = whole.instances()[0];
-            let stall = if changed { now + self.overheads.reconfig_s } else { now };
+            let stall = if changed {
+                now + self.overheads.reconfig_s
+            } else {
+                now
+            };
             c.jobs[j].instance = Some(inst);
             self.learn(c, g);
             let speed = c.true_speed(j, inst.profile as usize).unwrap_or(1e-3);
@@ -536,7 +554,10 @@ impl Miso {
                 .assignment
                 .iter()
                 .map(|&(i, inst)| {
-                    js[i].perf.speed_on(c.model, inst.profile as usize).map_or(1e3, |s| 1.0 / s)
+                    js[i]
+                        .perf
+                        .speed_on(c.model, inst.profile as usize)
+                        .map_or(1e3, |s| 1.0 / s)
                 })
                 .sum();
             regret += (with_prior - best.cost).max(0.0) / candidates.len() as f64;
@@ -576,10 +597,15 @@ impl Miso {
         }
         self.learn(c, g);
         let jobs = self.opt_jobs(c, g, now);
-        let Ok(plan) = optimizer::plan(c.model, &jobs, &c.gpus[g].layout, &Options {
-            cost_aware: false,
-            ..self.options.clone()
-        }) else {
+        let Ok(plan) = optimizer::plan(
+            c.model,
+            &jobs,
+            &c.gpus[g].layout,
+            &Options {
+                cost_aware: false,
+                ..self.options.clone()
+            },
+        ) else {
             return;
         };
         c.gpus[g].layout = plan.decision.layout.clone();
@@ -602,7 +628,14 @@ impl Miso {
     /// Re-plan GPU `g` from believed speeds and apply. Moved jobs (all running jobs when
     /// `restart_all`) are checkpointed and restored; new jobs start after the reconfiguration;
     /// everyone stalls until at least `stall_all_until`.
-    fn replan(&mut self, c: &mut Cluster, g: usize, now: f64, stall_all_until: f64, force: bool) -> bool {
+    fn replan(
+        &mut self,
+        c: &mut Cluster,
+        g: usize,
+        now: f64,
+        stall_all_until: f64,
+        force: bool,
+    ) -> bool {
         let jobs = self.opt_jobs(c, g, now);
         let current = c.gpus[g].layout.clone();
         let Ok(plan) = optimizer::plan(c.model, &jobs, &current, &self.options) else {
@@ -616,7 +649,14 @@ impl Miso {
     }
 
     /// Apply a plan on GPU `g` (see [`Miso::replan`]).
-    fn apply(&mut self, c: &mut Cluster, g: usize, now: f64, plan: &optimizer::Plan, stall_all_until: f64) {
+    fn apply(
+        &mut self,
+        c: &mut Cluster,
+        g: usize,
+        now: f64,
+        plan: &optimizer::Plan,
+        stall_all_until: f64,
+    ) {
         let changed = !plan.diff.is_noop();
         if changed {
             c.gpus[g].reconfigurations += 1;
@@ -637,7 +677,12 @@ impl Miso {
                     + self.overheads.reconfig_s
                     + self.overheads.restart(c.jobs[j].workload);
             } else if !running {
-                until = until.max(now) + if changed { self.overheads.reconfig_s } else { 0.0 };
+                until = until.max(now)
+                    + if changed {
+                        self.overheads.reconfig_s
+                    } else {
+                        0.0
+                    };
             }
             c.jobs[j].instance = Some(inst);
             c.set_run(j, now, speed, share, until);
@@ -666,7 +711,9 @@ impl Miso {
                 return;
             };
             let Some(h) = (0..c.gpus.len())
-                .filter(|&h| c.gpus[h].jobs.len() >= c.gpus[g].jobs.len() + 2 && self.ready(c, h, now))
+                .filter(|&h| {
+                    c.gpus[h].jobs.len() >= c.gpus[g].jobs.len() + 2 && self.ready(c, h, now)
+                })
                 .max_by_key(|&h| (c.gpus[h].jobs.len(), std::cmp::Reverse(h)))
             else {
                 return;
@@ -714,7 +761,8 @@ impl Miso {
             c.gpus[g].jobs.push(j);
             c.jobs[j].gpu = Some(g);
             c.jobs[j].instance = None;
-            let restore = now + self.overheads.save_wait_s + self.overheads.restart(c.jobs[j].workload);
+            let restore =
+                now + self.overheads.save_wait_s + self.overheads.restart(c.jobs[j].workload);
             let share = c.jobs[j].share;
             c.set_run(j, now, 0.0, share, restore);
             self.replan(c, g, now, now, true);

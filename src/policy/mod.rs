@@ -340,7 +340,11 @@ impl Cluster {
 
     /// When the next GPU checkpointed before `now` becomes usable again (for wakeups).
     pub fn next_settled(&mut self, now: f64, o: &Overheads) -> Option<f64> {
-        while self.checkpoints.front().is_some_and(|&t| t + o.settle_s < now) {
+        while self
+            .checkpoints
+            .front()
+            .is_some_and(|&t| t + o.settle_s < now)
+        {
             self.checkpoints.pop_front();
         }
         self.checkpoints
@@ -380,7 +384,12 @@ fn floor(model: &GpuModel, p: &mut JobPerf, share: f64) {
             *s = None;
         }
     }
-    let whole = model.profiles.iter().map(|p| p.memory_mb).max().unwrap_or(model.memory_mb);
+    let whole = model
+        .profiles
+        .iter()
+        .map(|p| p.memory_mb)
+        .max()
+        .unwrap_or(model.memory_mb);
     let need = (share * whole as f64).floor() as u32;
     p.memory_mb = Some(p.memory_mb.map_or(need, |m| m.max(need)));
     if p.speed.iter().all(Option::is_none) {

@@ -357,7 +357,11 @@ fn stp_series(deltas: &mut [(f64, f64)], end: f64, bins: usize) -> Vec<(f64, f64
         let last = ((to / w).floor() as usize).min(bins - 1);
         for (b, cell) in area.iter_mut().enumerate().take(last + 1).skip(first) {
             let lo = from.max(b as f64 * w);
-            let hi = if b == last { to } else { to.min((b + 1) as f64 * w) };
+            let hi = if b == last {
+                to
+            } else {
+                to.min((b + 1) as f64 * w)
+            };
             if hi > lo {
                 *cell += level * (hi - lo);
             }

@@ -237,7 +237,9 @@ pub fn write(
         let m = &o.metrics;
         let _ = write!(html, "<tr><td>{}<td>{:.0}<td>{:.0}<td>{:.0}<td>{:.0}<td>{:.0}<td>{:.0}<td>{:.1}<td>{:.2}<td>{:.1}%<td>{}<td>{:.2}<td>{:.1}", esc(&o.policy), m.avg_jct_s, m.median_jct_s, m.p95_jct_s, m.avg_jrt_s, m.avg_queue_s, m.makespan_s, m.throughput_jobs_per_h, m.avg_stp, 100.0 * m.gpu_utilization, m.reconfigurations, m.restarts_per_job, m.profiling_s_per_job);
     }
-    html.push_str("</table><p>Times in seconds; lower is better except jobs/h, STP and utilisation.</p>");
+    html.push_str(
+        "</table><p>Times in seconds; lower is better except jobs/h, STP and utilisation.</p>",
+    );
     for d in details {
         let _ = write!(html, "<p>{}</p>", esc(d));
     }

@@ -75,7 +75,9 @@ pub struct Env<'a> {
 /// Errors building or running a policy.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
-    #[error("unknown policy `{0}` (allowed: all, nopart, static, static-best, mps, miso, oracle, ours)")]
+    #[error(
+        "unknown policy `{0}` (allowed: all, nopart, static, static-best, mps, miso, oracle, ours)"
+    )]
     UnknownPolicy(String),
     #[error("predictor: {0}")]
     Predictor(String),
@@ -114,7 +116,11 @@ fn miso(env: &Env, label: &str, speeds: Speeds, ours: bool) -> Miso {
     let mut m = Miso::new(
         label,
         speeds,
-        if ours { MisoMode::Ours } else { MisoMode::Artifact },
+        if ours {
+            MisoMode::Ours
+        } else {
+            MisoMode::Artifact
+        },
         options,
         if ours {
             Placement::BestGain
@@ -203,5 +209,8 @@ pub fn run_named(
         }
         other => return Err(ScenarioError::UnknownPolicy(other.to_string())),
     };
-    Ok((run(policy.as_mut(), trace, env.model, env.gpus, &eng, tick)?, None))
+    Ok((
+        run(policy.as_mut(), trace, env.model, env.gpus, &eng, tick)?,
+        None,
+    ))
 }

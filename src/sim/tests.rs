@@ -56,7 +56,15 @@ fn ticks_delay_reactions_to_the_next_round() {
         job("a", 3.0, 95.0, "resnet_train64"),
         job("b", 4.0, 50.0, "bert_train8"),
     ];
-    let o = run(&mut NoPart, &trace, g, 1, &EngineOptions::default(), &mut |_| {}).unwrap();
+    let o = run(
+        &mut NoPart,
+        &trace,
+        g,
+        1,
+        &EngineOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
     // a: 10..105; b: 110..160. JCT from the trace arrival.
     assert_eq!(o.jct_s, vec![102.0, 156.0]);
     assert_eq!(o.metrics.makespan_s, 160.0);
@@ -82,16 +90,32 @@ fn artifact_static_takes_the_largest_idle_slice_and_promotes() {
     let s3 = w.iter_s[4].unwrap() / w.iter_s[2].unwrap();
     let s2 = w.iter_s[4].unwrap() / w.iter_s[1].unwrap();
     let a_end = 100.0 / s3;
-    assert!((o.jct_s[0] - a_end).abs() < 1e-6, "{} vs {a_end}", o.jct_s[0]);
+    assert!(
+        (o.jct_s[0] - a_end).abs() < 1e-6,
+        "{} vs {a_end}",
+        o.jct_s[0]
+    );
     // b: 2g until a ends, promoted in that round: 1 s wait + 9 s resnet restore, then 3g.
     let done_on_2g = a_end * s2;
     let b_end = a_end + 1.0 + 9.0 + (400.0 - done_on_2g) / s3;
-    assert!((o.jct_s[1] - b_end).abs() < 1e-6, "{} vs {b_end}", o.jct_s[1]);
+    assert!(
+        (o.jct_s[1] - b_end).abs() < 1e-6,
+        "{} vs {b_end}",
+        o.jct_s[1]
+    );
     assert!((o.metrics.restarts_per_job - 0.5).abs() < 1e-9);
     // A job that fits no slice of a layout can never run.
     let l = gpu::parse_valid_layout(g, "1g.5gb@0").unwrap();
     let trace = vec![job("a", 0.0, 100.0, "bert_train8")];
-    let e = run(&mut StaticBest::new(l), &trace, g, 1, &events(), &mut |_| {}).unwrap_err();
+    let e = run(
+        &mut StaticBest::new(l),
+        &trace,
+        g,
+        1,
+        &events(),
+        &mut |_| {},
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("can never run"), "{e}");
 }
 
@@ -109,7 +133,10 @@ fn mps_baseline_first_fit_three_per_gpu_with_measured_interference() {
     let alone = src.speeds(&[r], 33.0, MpsSpeeds::Mixes)[0];
     let shared = src.speeds(&[r, b, b], 33.0, MpsSpeeds::Mixes)[0];
     assert!(alone > 0.0 && alone <= 1.0, "{alone}");
-    assert!(shared < alone, "co-runners slow a job down: {shared} vs {alone}");
+    assert!(
+        shared < alone,
+        "co-runners slow a job down: {shared} vs {alone}"
+    );
     let pen = src.speeds(&[r, b, b], 33.0, MpsSpeeds::Penalty)[0];
     let solo = src.speeds(&[r], 33.0, MpsSpeeds::Solo)[0];
     assert!((pen - solo / 1.3).abs() < 1e-12);
@@ -154,10 +181,19 @@ fn a_fractional_job_never_gets_a_slice_below_its_share() {
     half.share = Some(0.5);
     let p = crate::policy::Cluster::new(g, 1);
     let mut c = p;
-    c.jobs = vec![crate::policy::Job::new("half", 0.0, 100.0, wl("resnet_train64"))];
+    c.jobs = vec![crate::policy::Job::new(
+        "half",
+        0.0,
+        100.0,
+        wl("resnet_train64"),
+    )];
     c.jobs[0].min_share = Some(0.5);
     let perf = c.true_perf(0);
-    assert_eq!(crate::policy::min_kind(&perf), Some(3), "4g is the smallest with half the SMs");
+    assert_eq!(
+        crate::policy::min_kind(&perf),
+        Some(3),
+        "4g is the smallest with half the SMs"
+    );
     // Under static 2g+2g+3g it can never run.
     let l = scenario::default_static_layout(g);
     let mut s = Static {
@@ -205,14 +241,29 @@ fn miso_profiles_only_co_located_joins_and_co_runners_keep_training() {
     ];
     let (o, _) = scenario::run_named("miso", &trace, &env, &mut |_| {}).unwrap();
     // a starts alone on the whole GPU (no profiling); b's join profiles both for 30 s.
-    assert!((o.metrics.profiling_s_per_job - 30.0).abs() < 1e-9, "{:?}", o.metrics);
+    assert!(
+        (o.metrics.profiling_s_per_job - 30.0).abs() < 1e-9,
+        "{:?}",
+        o.metrics
+    );
     // a: into MPS and back (2 restarts); b: out of MPS (1); when the first ends, the other is
     // restarted on the whole GPU (1).
-    assert!((o.metrics.restarts_per_job - 2.0).abs() < 1e-9, "{:?}", o.metrics);
-    assert_eq!(o.metrics.reconfigurations, 2, "one plan after profiling, one when a job leaves");
+    assert!(
+        (o.metrics.restarts_per_job - 2.0).abs() < 1e-9,
+        "{:?}",
+        o.metrics
+    );
+    assert_eq!(
+        o.metrics.reconfigurations, 2,
+        "one plan after profiling, one when a job leaves"
+    );
     // Oracle: no profiling; a restarts when b joins, the survivor when the other leaves.
     let (o, _) = scenario::run_named("oracle", &trace, &env, &mut |_| {}).unwrap();
     assert_eq!(o.metrics.profiling_s_per_job, 0.0);
-    assert!((o.metrics.restarts_per_job - 1.0).abs() < 1e-9, "{:?}", o.metrics);
+    assert!(
+        (o.metrics.restarts_per_job - 1.0).abs() < 1e-9,
+        "{:?}",
+        o.metrics
+    );
     assert_eq!(o.metrics.reconfigurations, 2);
 }

@@ -97,7 +97,10 @@ pub enum Format {
 impl Format {
     /// The Philly CSV: `job_id, submit_time, duration, num_gpus, …`.
     pub fn philly() -> Format {
-        Format::Csv(Columns::parse("id=job_id,arrival=submit_time,work=duration,gpus=num_gpus").expect("fixed mapping"))
+        Format::Csv(
+            Columns::parse("id=job_id,arrival=submit_time,work=duration,gpus=num_gpus")
+                .expect("fixed mapping"),
+        )
     }
 
     /// The Alibaba openb pods CSV: arrival = creation, work = deletion − scheduling, `num_gpu`
@@ -173,9 +176,8 @@ impl Columns {
             }
             *slot = Some(v);
         }
-        c.arrival = arrival.ok_or_else(|| {
-            TraceError::Mapping("`arrival=COLUMN` is required".to_string())
-        })?;
+        c.arrival = arrival
+            .ok_or_else(|| TraceError::Mapping("`arrival=COLUMN` is required".to_string()))?;
         match (&c.work, &c.start, &c.end) {
             (Some(_), None, None) | (None, Some(_), Some(_)) => {}
             _ => {
@@ -319,13 +321,24 @@ fn workload_index(name: &str) -> Result<usize, perf::PerfError> {
 fn parse_datetime(s: &str) -> Option<f64> {
     let s = s.trim().trim_end_matches('Z');
     let (date, time) = s.split_once([' ', 'T'])?;
-    let d: Vec<i64> = date.split('-').map(|x| x.parse().ok()).collect::<Option<_>>()?;
-    let t: Vec<f64> = time.split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let t: Vec<f64> = time
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
     if d.len() != 3 || t.len() != 3 {
         return None;
     }
     let (y, m, day) = (d[0], d[1], d[2]);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || t[0] >= 24.0 || t[1] >= 60.0 || t[2] >= 61.0 {
+    if !(1..=12).contains(&m)
+        || !(1..=31).contains(&day)
+        || t[0] >= 24.0
+        || t[1] >= 60.0
+        || t[2] >= 61.0
+    {
         return None;
     }
     // Days from civil (proleptic Gregorian).
@@ -360,14 +373,21 @@ pub fn load_csv(path: &Path, cols: &Columns, o: &LoadOptions) -> Result<Trace, T
             Some(n) => header.iter().position(|h| h == n).map(Some).ok_or_else(|| {
                 file_err(
                     path,
-                    format!("no column `{n}` in the header (columns: {})", header.join(", ")),
+                    format!(
+                        "no column `{n}` in the header (columns: {})",
+                        header.join(", ")
+                    ),
                 )
             }),
         }
     };
     let ia = idx(&Some(cols.arrival.clone()))?.unwrap_or(0);
     let (iw, is, ie) = (idx(&cols.work)?, idx(&cols.start)?, idx(&cols.end)?);
-    let (ig, ifr, im) = (idx(&cols.gpus)?, idx(&cols.gpu_fraction)?, idx(&cols.gpu_milli)?);
+    let (ig, ifr, im) = (
+        idx(&cols.gpus)?,
+        idx(&cols.gpu_fraction)?,
+        idx(&cols.gpu_milli)?,
+    );
     let (iwl, iid, iq, ip) = (
         idx(&cols.workload)?,
         idx(&cols.id)?,
@@ -436,7 +456,10 @@ pub fn load_csv(path: &Path, cols: &Columns, o: &LoadOptions) -> Result<Trace, T
             Some(c) => {
                 let g = num(c)?;
                 if g.fract() != 0.0 || g > 1024.0 {
-                    return Err(bad(c, format!("{g} is not a whole number of GPUs (0..1024)")));
+                    return Err(bad(
+                        c,
+                        format!("{g} is not a whole number of GPUs (0..1024)"),
+                    ));
                 }
                 g as u32
             }
@@ -463,7 +486,12 @@ pub fn load_csv(path: &Path, cols: &Columns, o: &LoadOptions) -> Result<Trace, T
             match s.parse::<f64>() {
                 Ok(v) if v.is_finite() => v,
                 _ => parse_datetime(s).ok_or_else(|| {
-                    bad(ia, format!("`{s}` is neither seconds nor a UTC datetime like 2017-10-09 07:01:55"))
+                    bad(
+                        ia,
+                        format!(
+                            "`{s}` is neither seconds nor a UTC datetime like 2017-10-09 07:01:55"
+                        ),
+                    )
                 })?,
             }
         };
@@ -514,7 +542,10 @@ pub fn load_csv(path: &Path, cols: &Columns, o: &LoadOptions) -> Result<Trace, T
         });
     }
     if jobs.is_empty() {
-        return Err(file_err(path, format!("no job with a GPU and a positive duration (skipped: {skipped:?})")));
+        return Err(file_err(
+            path,
+            format!("no job with a GPU and a positive duration (skipped: {skipped:?})"),
+        ));
     }
     // Seeded workloads for rows that name none, in file order (independent of sorting).
     let mut rng = ChaCha8Rng::seed_from_u64(o.seed ^ 0x5eed_0f_3a11);
@@ -561,8 +592,12 @@ pub fn synthetic(
 pub fn groups(jobs: &[TraceJob]) -> BTreeMap<&'static str, usize> {
     let mut m = BTreeMap::new();
     for j in jobs {
-        *m.entry(if j.gpus > 1 { "multi_gpu" } else { "single_gpu" })
-            .or_insert(0) += 1;
+        *m.entry(if j.gpus > 1 {
+            "multi_gpu"
+        } else {
+            "single_gpu"
+        })
+        .or_insert(0) += 1;
     }
     m
 }
@@ -604,7 +639,10 @@ mod tests {
         assert!(a.windows(2).all(|w| w[0] <= w[1]));
         let first = a[100] / 101.0;
         let rest = (a[299] - a[100]) / 199.0;
-        assert!(first < rest, "first third arrives faster: {first} vs {rest}");
+        assert!(
+            first < rest,
+            "first third arrives faster: {first} vs {rest}"
+        );
         assert!((rest - 60.0).abs() < 10.0, "{rest}");
     }
 }
