@@ -8,7 +8,6 @@ use std::path::Path;
 use criterion::{criterion_group, criterion_main, Criterion};
 
 use miso::gpu;
-use miso::policy::Overheads;
 use miso::predictor::{data, Predictor};
 use miso::sim::{scenario, trace};
 
@@ -18,18 +17,7 @@ fn bench(c: &mut Criterion) {
     let model_dir = root.join("models/default");
     let load = move || Predictor::load(&model_dir).map_err(|e| e.to_string());
     let model = gpu::gpu("a100-40gb").expect("a100");
-    let env = |gpus| scenario::Env {
-        model,
-        gpus,
-        seed: 1,
-        data: &ds,
-        predictor: &load,
-        overheads: Overheads::default(),
-        mps_max_jobs: 3,
-        mps_level_pct: 33.0,
-        static_layout: None,
-        fidelity: scenario::Fidelity::default(),
-    };
+    let env = |gpus| scenario::Env::artifact(model, gpus, &ds, &load);
     let opts = trace::LoadOptions::default();
     let miso_trace = trace::load_miso(
         &root.join("../shared/datasets/miso-a100/trace_100.json"),

@@ -326,16 +326,13 @@ fn run_seed(
     let model_dir = a.model.clone();
     let load = move || predictor::Predictor::load(&model_dir).map_err(|e| e.to_string());
     let env = scenario::Env {
-        model: s.model,
-        gpus: a.gpus,
         seed,
-        data: &s.data,
-        predictor: &load,
         overheads: oh.clone(),
         mps_max_jobs: a.mps_max_jobs,
         mps_level_pct: a.mps_level_pct,
         static_layout: s.static_layout.clone(),
         fidelity: fid.clone(),
+        ..scenario::Env::artifact(s.model, a.gpus, &s.data, &load)
     };
     let mut out = Vec::new();
     let mut failed = Vec::new();

@@ -4,7 +4,7 @@
 use crate::gpu::{GpuModel, Instance, Layout};
 use crate::perf::KIND_SLICES;
 
-use super::{min_kind, Cluster, HeadGang, MpsSource, MpsSpeeds, Overheads, Policy};
+use super::{Cluster, HeadGang, MpsSource, MpsSpeeds, Overheads, Policy};
 
 /// The whole-GPU instance of a model (7g on A100/H100/H200, 4g on A30).
 pub fn whole_instance(model: &GpuModel) -> Instance {
@@ -60,11 +60,7 @@ impl Static {
     fn max_idle(c: &Cluster, g: usize) -> Option<(usize, u8)> {
         let mut best: Option<(usize, u8)> = None;
         for (i, inst) in c.gpus[g].layout.instances().iter().enumerate() {
-            if c.gpus[g]
-                .jobs
-                .iter()
-                .any(|&o| c.jobs[o].instance == Some(*inst))
-            {
+            if c.holder(g, *inst).is_some() {
                 continue;
             }
             let size = c.model.profiles[inst.profile as usize].compute_slices;
@@ -102,8 +98,7 @@ impl Static {
             let Some(&(Reverse(size), g, i)) = open.iter().next() else {
                 break;
             };
-            let perf = c.true_perf(j);
-            let Some(mk) = min_kind(&perf) else { continue };
+            let Some(mk) = c.min_kind_of(j) else { continue };
             let inst = c.gpus[g].layout.instances()[i];
             let Some(speed) = c.true_speed(j, inst.profile as usize) else {
                 continue;
@@ -142,7 +137,14 @@ impl Policy for Static {
 
     fn before_arrivals(&mut self, c: &mut Cluster, now: f64) {
         self.init(c);
-        let emptied: Vec<usize> = (0..c.gpus.len())
+        // GPUs where a job finished since the last round: waiting jobs may take those emptied
+        // more than the settling time ago, and only these can have a job to promote.
+        let finished: Vec<usize> = (0..c.gpus.len())
+            .filter(|&g| c.gpus[g].emptied_at.is_some())
+            .collect();
+        let emptied: Vec<usize> = finished
+            .iter()
+            .copied()
             .filter(|&g| {
                 c.gpus[g]
                     .emptied_at
@@ -150,12 +152,8 @@ impl Policy for Static {
             })
             .collect();
         self.schedule_on(c, &emptied, now);
-        // Only a GPU where a job finished since the last round can have a job to promote.
-        let finished: Vec<usize> = (0..c.gpus.len())
-            .filter(|&g| c.gpus[g].emptied_at.is_some())
-            .collect();
-        for g in &mut c.gpus {
-            g.emptied_at = None;
+        for &g in &finished {
+            c.gpus[g].emptied_at = None;
         }
         if !self.promote {
             return;
@@ -165,13 +163,7 @@ impl Policy for Static {
         for g in finished {
             let insts = c.gpus[g].layout.instances().to_vec();
             let size = |i: &Instance| c.model.profiles[i.profile as usize].compute_slices;
-            let holder = |inst: &Instance| {
-                c.gpus[g]
-                    .jobs
-                    .iter()
-                    .copied()
-                    .find(|&o| c.jobs[o].instance == Some(*inst))
-            };
+            let holder = |inst: &Instance| c.holder(g, *inst);
             let mut idle: Vec<Instance> = insts
                 .iter()
                 .copied()
@@ -242,11 +234,7 @@ impl StaticBest {
     /// Mark every instance of GPU `g` free or not, as it is now.
     fn refresh(&mut self, c: &Cluster, g: usize) {
         for (i, inst) in c.gpus[g].layout.instances().iter().enumerate() {
-            let busy = c.gpus[g].gang.is_some()
-                || c.gpus[g]
-                    .jobs
-                    .iter()
-                    .any(|&o| c.jobs[o].instance == Some(*inst));
+            let busy = c.gpus[g].gang.is_some() || c.holder(g, *inst).is_some();
             let set = &mut self.free[inst.profile as usize];
             if busy {
                 set.remove(&(g, i));

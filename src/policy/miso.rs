@@ -15,7 +15,7 @@ use crate::perf::{self, JobPerf, KINDS, KIND_SLICES};
 use crate::predictor::Predictor;
 
 use super::baselines::whole_instance;
-use super::{min_kind, Cluster, MpsSource, MpsSpeeds, Overheads, Policy};
+use super::{Cluster, MpsSource, MpsSpeeds, Overheads, Policy};
 
 /// How a MISO-family policy learns speeds.
 pub enum Speeds {
@@ -36,12 +36,6 @@ pub enum MisoMode {
     /// jobs restart, re-partitioning on completion when its gain over the jobs' attained
     /// service beats the restart cost, and least disruption among near-equal layouts.
     Ours,
-}
-
-/// A GPU's MPS profiling phase.
-#[derive(Clone, Debug)]
-struct Profiling {
-    started: f64,
 }
 
 /// MISO, Oracle and Ours.
@@ -67,11 +61,10 @@ pub struct Miso {
     /// Ours: skip the profiling phase when its expected value is below its cost
     /// ([`Miso::join_without_profiling`]).
     pub skip_unneeded_profiling: bool,
-    profiling: Vec<Option<Profiling>>,
+    /// GPUs in an MPS profiling phase, with the time it started.
+    profiling: std::collections::BTreeMap<usize, f64>,
     /// Jobs whose believed speeds come from a measurement (else from the prior).
     measured: Vec<bool>,
-    /// GPUs in a profiling phase.
-    in_profiling: std::collections::BTreeSet<usize>,
     /// GPUs where a job finished since the last round.
     finished_on: Vec<usize>,
     /// GPUs that may hold an idle instance (a job left), to re-partition when nothing waits.
@@ -132,10 +125,9 @@ impl Miso {
             attained_prior_s: 60.0,
             react_at_once: mode == MisoMode::Ours,
             skip_unneeded_profiling: mode == MisoMode::Ours,
-            profiling: Vec::new(),
+            profiling: Default::default(),
             measured: Vec::new(),
             predictions: std::collections::HashMap::new(),
-            in_profiling: Default::default(),
             finished_on: Vec::new(),
             bubbles: Default::default(),
         }
@@ -263,7 +255,7 @@ impl Miso {
         // Counts of the jobs' smallest sizes 1, 2, 3, 4, 7 as a base-8 number.
         let mut key = 0usize;
         for &j in &c.gpus[g].jobs {
-            if let Some(k) = c.jobs[j].min_kind.or_else(|| min_kind(&c.true_perf(j))) {
+            if let Some(k) = c.min_kind_of(j) {
                 key += 8usize.pow(k as u32);
             }
         }
@@ -296,7 +288,7 @@ impl Miso {
     /// The artifact's admission test: GPU `g`'s `max_allowed` slice is at least job `j`'s
     /// smallest fitting slice.
     fn artifact_admits(c: &Cluster, g: usize, j: usize) -> bool {
-        let Some(mk) = c.jobs[j].min_kind.or_else(|| min_kind(&c.true_perf(j))) else {
+        let Some(mk) = c.min_kind_of(j) else {
             return false;
         };
         Self::max_allowed(c, g).is_some_and(|m| m >= KIND_SLICES[mk])
@@ -311,7 +303,7 @@ impl Miso {
 
     fn available(&self, c: &Cluster, g: usize, now: f64) -> bool {
         c.gpus[g].gang.is_none()
-            && self.profiling.get(g).is_none_or(Option::is_none)
+            && !self.profiling.contains_key(&g)
             && c.settled(g, now, &self.overheads)
     }
 
@@ -330,12 +322,7 @@ impl Miso {
             .layout
             .instances()
             .iter()
-            .filter(|i| {
-                !c.gpus[g]
-                    .jobs
-                    .iter()
-                    .any(|&o| c.jobs[o].instance == Some(**i))
-            })
+            .filter(|i| c.holder(g, **i).is_none())
             .filter(|i| perf.speed_on(c.model, i.profile as usize).is_some())
             .max_by(|a, b| {
                 let s = |i: &Instance| perf.speed_on(c.model, i.profile as usize).unwrap_or(0.0);
@@ -423,12 +410,9 @@ impl Miso {
         if self.stall_profiling {
             // The earlier model: everyone stalls while the mix is profiled, even a lone job.
             self.learn(c, g);
-            let stall = if self.predicted() {
-                now + self.overheads.profiling_s
-            } else {
-                now
-            };
+            let mut stall = now;
             if self.predicted() {
+                stall += self.overheads.profiling_s;
                 for &o in &c.gpus[g].jobs.clone() {
                     c.jobs[o].profiling_s += self.overheads.profiling_s;
                 }
@@ -443,7 +427,6 @@ impl Miso {
             let changed = !c.gpus[g].layout.is_empty() && c.gpus[g].layout != whole;
             c.gpus[g].layout = whole.clone();
             if changed {
-                c.gpus[g].layout = whole.clone();
                 c.gpus[g].reconfigurations += 1;
             }
             let inst = whole.instances()[0];
@@ -485,11 +468,7 @@ impl Miso {
             c.jobs[o].instance = None;
             c.set_run(o, now, s, share, stall);
         }
-        if self.profiling.len() < c.gpus.len() {
-            self.profiling.resize(c.gpus.len(), None);
-        }
-        self.profiling[g] = Some(Profiling { started: now });
-        self.in_profiling.insert(g);
+        self.profiling.insert(g, now);
         true
     }
 
@@ -564,7 +543,7 @@ impl Miso {
         }
         let n = jobs.len() as f64;
         let remaining = jobs.iter().filter_map(|o| o.remaining_s).sum::<f64>() / n;
-        let loss = regret / n * remaining * n;
+        let loss = regret * remaining;
         let o = &self.overheads;
         let measure: f64 = others
             .iter()
@@ -584,12 +563,11 @@ impl Miso {
     /// Profiling over: predict from the mix's measurement, then checkpoint everyone and
     /// restart them on the chosen layout.
     fn end_profiling(&mut self, c: &mut Cluster, g: usize, now: f64) {
-        let Some(p) = self.profiling[g].take() else {
+        let Some(started) = self.profiling.remove(&g) else {
             return;
         };
-        self.in_profiling.remove(&g);
         for &j in &c.gpus[g].jobs {
-            let since = c.jobs[j].start_s.unwrap_or(p.started).max(p.started);
+            let since = c.jobs[j].start_s.unwrap_or(started).max(started);
             c.jobs[j].profiling_s += now - since;
         }
         if c.gpus[g].jobs.is_empty() {
@@ -792,9 +770,6 @@ impl Policy for Miso {
     }
 
     fn before_arrivals(&mut self, c: &mut Cluster, now: f64) {
-        if self.profiling.len() < c.gpus.len() {
-            self.profiling.resize(c.gpus.len(), None);
-        }
         // Jobs onto GPUs emptied more than the settling time ago.
         let mut finished = std::mem::take(&mut self.finished_on);
         finished.sort_unstable();
@@ -823,7 +798,7 @@ impl Policy for Miso {
         }
         let pending: Vec<usize> = self.bubbles.iter().copied().collect();
         for g in pending {
-            if self.profiling[g].is_some() {
+            if self.profiling.contains_key(&g) {
                 continue;
             }
             self.bubbles.remove(&g);
@@ -843,9 +818,6 @@ impl Policy for Miso {
     }
 
     fn schedule(&mut self, c: &mut Cluster, now: f64) {
-        if self.profiling.len() < c.gpus.len() {
-            self.profiling.resize(c.gpus.len(), None);
-        }
         if !c.waiting.is_empty() {
             let all: Vec<usize> = (0..c.gpus.len()).collect();
             while let Some(&j) = c.waiting.front() {
@@ -855,14 +827,14 @@ impl Policy for Miso {
                 c.waiting.pop_front();
             }
         }
-        let profiling: Vec<usize> = self.in_profiling.iter().copied().collect();
-        for g in profiling {
-            if self.profiling[g]
-                .as_ref()
-                .is_some_and(|p| now - p.started >= self.overheads.profiling_s - 1e-9)
-            {
-                self.end_profiling(c, g, now);
-            }
+        let over: Vec<usize> = self
+            .profiling
+            .iter()
+            .filter(|&(_, &started)| now - started >= self.overheads.profiling_s - 1e-9)
+            .map(|(&g, _)| g)
+            .collect();
+        for g in over {
+            self.end_profiling(c, g, now);
         }
     }
 
@@ -872,10 +844,9 @@ impl Policy for Miso {
 
     fn wakeup(&self, c: &mut Cluster, now: f64) -> Option<f64> {
         let prof = self
-            .in_profiling
-            .iter()
-            .filter_map(|&g| self.profiling[g].as_ref())
-            .map(|p| p.started + self.overheads.profiling_s)
+            .profiling
+            .values()
+            .map(|started| started + self.overheads.profiling_s)
             .filter(|&t| t > now)
             .reduce(f64::min);
         let settle = if c.waiting.is_empty() {

@@ -36,8 +36,6 @@ pub struct Job {
     pub min_share: Option<f64>,
     /// The smallest profile kind the job fits (index into `KIND_SLICES`), once known.
     pub min_kind: Option<usize>,
-    /// When the scheduler first saw the job (the artifact notices arrivals at its ticks).
-    pub noticed_s: Option<f64>,
     /// Work left, seconds on a whole GPU (as of `settled_s`).
     pub remaining_s: f64,
     settled_s: f64,
@@ -72,7 +70,6 @@ impl Job {
             gpus: 1,
             min_share: None,
             min_kind: None,
-            noticed_s: None,
             remaining_s: work_s,
             settled_s: 0.0,
             rate: 0.0,
@@ -201,12 +198,23 @@ impl Cluster {
 
     /// True speeds of a job (its workload's measured table, with a fractional job's floor).
     pub fn true_perf(&self, job: usize) -> JobPerf {
-        let j = &self.jobs[job];
-        let mut p = catalog_perf(j.workload);
-        if let Some(share) = j.min_share {
-            floor(self.model, &mut p, share);
-        }
-        p
+        self.perf_as(job, self.jobs[job].workload)
+    }
+
+    /// The smallest profile kind job `j` fits (cached by the engine in `Job::min_kind`).
+    pub fn min_kind_of(&self, j: usize) -> Option<usize> {
+        self.jobs[j]
+            .min_kind
+            .or_else(|| min_kind(&self.true_perf(j)))
+    }
+
+    /// The job running on instance `inst` of GPU `g`, if any.
+    pub fn holder(&self, g: usize, inst: Instance) -> Option<usize> {
+        self.gpus[g]
+            .jobs
+            .iter()
+            .copied()
+            .find(|&o| self.jobs[o].instance == Some(inst))
     }
 
     /// The speeds job `j` would have if it trained workload `w` (with its fractional floor).
@@ -254,7 +262,7 @@ impl Cluster {
         self.dirty.push(j);
     }
 
-    /// A running job is checkpointed now and resumes after `stall_s` (restart counted).
+    /// A running job is checkpointed now (restart counted; the caller sets its stall).
     pub fn checkpoint(&mut self, j: usize, now: f64) {
         self.settle(j, now);
         self.jobs[j].restarts += 1;

@@ -43,8 +43,9 @@ pub struct GroupMetrics {
     pub avg_queue_s: f64,
 }
 
-/// Per-policy results. Times are seconds; JCT = completion − arrival (as the scheduler noticed
-/// it), JRT = completion − first start, queueing = first start − arrival.
+/// Per-policy results. Times are seconds; JCT = completion − trace arrival (a job that arrived
+/// between ticks waits for the next one, and that counts), JRT = completion − first start,
+/// queueing = first start − arrival.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Metrics {
     pub jobs: usize,
@@ -219,6 +220,8 @@ pub fn run(
                 let Some(Reverse(Due(_, j, _))) = heap.pop() else {
                     continue;
                 };
+                // A gang's GPUs free with it: their occupancy changes too.
+                touched.extend(c.jobs[j].gang.iter().copied());
                 let g = c.finish(j, now);
                 done += 1;
                 if let Some(g) = g {
@@ -242,10 +245,7 @@ pub fn run(
         }
         now = t_round;
         policy.before_arrivals(&mut c, now);
-        for a in arrived.drain(..) {
-            c.jobs[a].noticed_s = Some(now);
-            c.waiting.push_back(a);
-        }
+        c.waiting.extend(arrived.drain(..));
         policy.schedule(&mut c, now);
         round_at = None;
         tick(done);
@@ -262,16 +262,15 @@ fn outcome(
 ) -> Outcome {
     // JCT and queueing from the trace arrival for every policy (a scheduler that ticks notices
     // a job up to one tick later; that delay counts).
-    let noticed = |j: &Job| j.arrival_s;
     let jct: Vec<f64> = c
         .jobs
         .iter()
-        .map(|j| j.finish_s.unwrap_or(end) - noticed(j))
+        .map(|j| j.finish_s.unwrap_or(end) - j.arrival_s)
         .collect();
     let queue: Vec<f64> = c
         .jobs
         .iter()
-        .map(|j| j.start_s.unwrap_or(end) - noticed(j))
+        .map(|j| j.start_s.unwrap_or(end) - j.arrival_s)
         .collect();
     let jrt: Vec<f64> = c
         .jobs

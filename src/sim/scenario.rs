@@ -72,6 +72,30 @@ pub struct Env<'a> {
     pub fidelity: Fidelity,
 }
 
+impl<'a> Env<'a> {
+    /// The MISO artifact's setup on `gpus` GPUs of `model`, seed 1: its overheads, 3 jobs at
+    /// 33 % per GPU under MPS, the 2g+2g+3g static layout, every fidelity switch at its default.
+    pub fn artifact(
+        model: &'static GpuModel,
+        gpus: usize,
+        data: &'a Dataset,
+        predictor: &'a dyn Fn() -> Result<Predictor, String>,
+    ) -> Env<'a> {
+        Env {
+            model,
+            gpus,
+            seed: 1,
+            data,
+            predictor,
+            overheads: Overheads::default(),
+            mps_max_jobs: 3,
+            mps_level_pct: 33.0,
+            static_layout: None,
+            fidelity: Fidelity::default(),
+        }
+    }
+}
+
 /// Errors building or running a policy.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {

@@ -179,8 +179,7 @@ fn a_fractional_job_never_gets_a_slice_below_its_share() {
     let g = a100();
     let mut half = job("half", 0.0, 100.0, "resnet_train64");
     half.share = Some(0.5);
-    let p = crate::policy::Cluster::new(g, 1);
-    let mut c = p;
+    let mut c = crate::policy::Cluster::new(g, 1);
     c.jobs = vec![crate::policy::Job::new(
         "half",
         0.0,
@@ -220,21 +219,8 @@ fn miso_profiles_only_co_located_joins_and_co_runners_keep_training() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = root.join("models/default");
     let load = move || crate::predictor::Predictor::load(&dir).map_err(|e| e.to_string());
-    let env = scenario::Env {
-        model: g,
-        gpus: 1,
-        seed: 1,
-        data: &ds,
-        predictor: &load,
-        overheads: Overheads::default(),
-        mps_max_jobs: 3,
-        mps_level_pct: 33.0,
-        static_layout: None,
-        fidelity: scenario::Fidelity {
-            tick_s: 0.0,
-            ..Default::default()
-        },
-    };
+    let mut env = scenario::Env::artifact(g, 1, &ds, &load);
+    env.fidelity.tick_s = 0.0;
     let trace = vec![
         job("a", 0.0, 2000.0, "resnet_train64"),
         job("b", 100.0, 2000.0, "bert_train8"),
