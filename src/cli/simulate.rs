@@ -9,7 +9,7 @@ use miso::policy::{MpsPlacement, MpsSpeeds, Overheads};
 use miso::predictor;
 use miso::sim::{self, scenario, trace};
 
-use crate::{print_json, progress, GpuArg, DEFAULT_DATA};
+use super::{at_least, data_dir, positive, print_json, progress, range, GpuArg};
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum FormatArg {
@@ -78,7 +78,7 @@ pub enum ProfilingArg {
 
 Lower is better for JCT, JRT and queueing times; higher for throughput and STP.")]
 pub struct SimulateArgs {
-    /// Trace file (default: the MISO artifact's trace_100.json in --data).
+    /// Trace file [default: the MISO artifact's 100-job trace, built in]
     #[arg(long)]
     trace: Option<std::path::PathBuf>,
     /// Trace format.
@@ -93,22 +93,22 @@ pub struct SimulateArgs {
     #[arg(long, value_delimiter = ',')]
     qos: Vec<String>,
     /// Instead of a file: a synthetic trace of this many jobs (at most 10,000,000).
-    #[arg(long, conflicts_with = "trace")]
+    #[arg(long, conflicts_with = "trace", value_parser = range(1usize, 10_000_000))]
     synthetic: Option<usize>,
     /// Mean inter-arrival seconds (MISO and synthetic traces; MISO: first third twice as fast).
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, default_value_t = 60.0, value_parser = positive)]
     mean_interarrival_s: f64,
     /// MISO trace: arrival order of the jobs.
     #[arg(long, value_enum, default_value = "shuffled")]
     arrival_order: ArrivalOrder,
     /// Multiply CSV job durations by this (e.g. to load a small cluster less).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = positive)]
     time_scale: f64,
     /// Keep only the first N jobs of the trace (by arrival).
-    #[arg(long)]
+    #[arg(long, value_parser = range(1usize, 100_000_000))]
     limit: Option<usize>,
     /// GPUs in the cluster.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = range(1usize, 100_000))]
     gpus: usize,
     #[command(flatten)]
     gpu: GpuArg,
@@ -126,28 +126,29 @@ pub struct SimulateArgs {
     /// of each policy per row.
     #[arg(long)]
     ablation: bool,
-    /// The predictor MISO and Ours use.
-    #[arg(long, default_value = miso::predictor::DEFAULT_MODEL)]
-    model: std::path::PathBuf,
-    /// The MISO measurements (MPS matrices for profiling; MPS speeds).
-    #[arg(long, default_value = DEFAULT_DATA)]
-    data: std::path::PathBuf,
+    /// The predictor MISO and Ours use [default: the built-in model, a copy of models/default]
+    #[arg(long)]
+    model: Option<std::path::PathBuf>,
+    /// The MISO measurements (MPS matrices for profiling; MPS speeds)
+    /// [default: ../shared/datasets/miso-a100, or $MISO_DATA]
+    #[arg(long)]
+    data: Option<std::path::PathBuf>,
     /// Seconds between scheduling rounds (the artifact's loop: 10); 0: react at every event.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = at_least(0.0))]
     tick_s: f64,
     /// MPS profiling seconds when a job joins busy jobs.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 30.0, value_parser = at_least(0.0))]
     profiling_s: f64,
     /// How profiling is modelled.
     #[arg(long, value_enum, default_value = "artifact")]
     profiling: ProfilingArg,
     /// MIG reconfiguration seconds before jobs start on new instances.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, value_parser = at_least(0.0))]
     reconfig_s: f64,
     /// Restore cost of a checkpointed job: the artifact's measured per-model times (bert 18 s,
     /// cyclegan 44, deepspeech2 14, embedding 4, gnn 5, mobilenet 7, resnet 9, transformer 5),
     /// or this many seconds for every job.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least(0.0))]
     restart_s: Option<f64>,
     /// Which jobs MISO and Oracle restart when they re-partition a GPU.
     #[arg(long, value_enum, default_value = "all")]
@@ -159,10 +160,10 @@ pub struct SimulateArgs {
     #[arg(long, value_enum, default_value = "first-fit")]
     mps_placement: MpsPlacementArg,
     /// Jobs per GPU under the MPS baseline (1-7).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = range(1usize, 7))]
     mps_max_jobs: usize,
     /// Active-thread percentage per job under the MPS baseline (the artifact: 33).
-    #[arg(long, default_value_t = 33.0)]
+    #[arg(long, default_value_t = 33.0, value_parser = range(1.0, 100.0))]
     mps_level_pct: f64,
     /// The static baseline's layout (default: the artifact's 2g.10gb@0,2g.10gb@2,3g.20gb@4).
     #[arg(long)]
@@ -211,31 +212,7 @@ struct Setup {
 }
 
 fn check(a: &SimulateArgs) -> Result<()> {
-    if a.gpus == 0 || a.gpus > 100_000 {
-        bail!("--gpus: must be between 1 and 100,000");
-    }
-    for (name, v, min) in [
-        ("--mean-interarrival-s", a.mean_interarrival_s, 1e-9),
-        ("--time-scale", a.time_scale, 1e-9),
-        ("--profiling-s", a.profiling_s, 0.0),
-        ("--reconfig-s", a.reconfig_s, 0.0),
-        ("--tick-s", a.tick_s, 0.0),
-        ("--mps-level-pct", a.mps_level_pct, 1.0),
-        ("--restart-s", a.restart_s.unwrap_or(0.0), 0.0),
-    ] {
-        if !(v.is_finite() && v >= min) {
-            bail!("{name}: {v} is out of range (at least {min})");
-        }
-    }
-    if a.mps_level_pct > 100.0 {
-        bail!("--mps-level-pct: {} is more than 100", a.mps_level_pct);
-    }
-    if !(1..=7).contains(&a.mps_max_jobs) {
-        bail!("--mps-max-jobs: {} is not between 1 and 7", a.mps_max_jobs);
-    }
-    if a.synthetic.is_some_and(|n| n == 0 || n > 10_000_000) {
-        bail!("--synthetic: must be between 1 and 10,000,000 jobs");
-    }
+    // Numbers are range-checked by their value parsers; what is left relates flags.
     if a.columns.is_some() != (a.format == FormatArg::Csv) {
         bail!("--columns: give it exactly when --format csv");
     }
@@ -260,10 +237,14 @@ fn load_trace(
             format!("synthetic ({n} jobs)"),
             trace::Skipped::default(),
         ),
-        (None, path) => {
-            let path = path
-                .clone()
-                .unwrap_or_else(|| std::path::Path::new(&a.data).join("trace_100.json"));
+        (None, None) if a.format == FormatArg::Miso => (
+            trace::builtin_miso(&opts),
+            "the MISO artifact's trace_100.json (built in)".to_string(),
+            trace::Skipped::default(),
+        ),
+        (None, None) => bail!("--trace: a file is needed with --format other than miso"),
+        (None, Some(path)) => {
+            let path = path.clone();
             let format = match a.format {
                 FormatArg::Miso => trace::Format::Miso,
                 FormatArg::Philly => trace::Format::philly(),
@@ -324,7 +305,10 @@ fn run_seed(
     let shuffle = shuffle.unwrap_or(a.arrival_order == ArrivalOrder::Shuffled);
     let (jobs, source, skipped) = load_trace(a, seed, shuffle)?;
     let model_dir = a.model.clone();
-    let load = move || predictor::Predictor::load(&model_dir).map_err(|e| e.to_string());
+    let load = move || match &model_dir {
+        Some(d) => predictor::Predictor::load(d).map_err(|e| e.to_string()),
+        None => predictor::Predictor::builtin().map_err(|e| e.to_string()),
+    };
     let env = scenario::Env {
         seed,
         overheads: oh.clone(),
@@ -392,7 +376,8 @@ pub fn run(a: SimulateArgs) -> Result<()> {
         Some(l) => Some(miso::gpu::parse_valid_layout(model, l).context("--static-layout")?),
         None => None,
     };
-    let data = predictor::data::load(&a.data).context("--data (the MISO measurements)")?;
+    let data =
+        predictor::data::load(&data_dir(&a.data)?).context("--data (the MISO measurements)")?;
     let setup = Setup {
         model,
         policies,

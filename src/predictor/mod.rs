@@ -358,36 +358,52 @@ impl Predictor {
 
     /// Load a model directory; refuses another feature version or format.
     pub fn load(dir: &Path) -> Result<Predictor, PredictorError> {
-        let mp = dir.join("model.json");
-        let text = std::fs::read_to_string(&mp).map_err(|e| {
-            PredictorError::Model(format!(
-                "cannot read {}: {e} (is it a model directory made by `miso train`?)",
-                mp.display()
-            ))
-        })?;
-        let meta: ModelMeta = serde_json::from_str(&text)
-            .map_err(|e| PredictorError::Model(format!("{}: {e}", mp.display())))?;
+        Predictor::from_files(&Files::Dir(dir))
+    }
+
+    /// The default model compiled into the binary (the files of `models/default` when it was
+    /// built): `miso` predicts from any folder without the repository.
+    pub fn builtin() -> Result<Predictor, PredictorError> {
+        Predictor::from_files(&Files::Builtin)
+    }
+
+    /// Model `name` under `models_dir`; `default` falls back to the built-in model when the
+    /// folder has none.
+    pub fn load_named(models_dir: &Path, name: &str) -> Result<Predictor, PredictorError> {
+        let dir = models_dir.join(name);
+        if name == BUILTIN_NAME && !dir.join("model.json").exists() {
+            return Predictor::builtin();
+        }
+        Predictor::load(&dir)
+    }
+
+    fn from_files(files: &Files) -> Result<Predictor, PredictorError> {
+        let mp = files.label("model.json");
+        let text = String::from_utf8(files.read("model.json")?)
+            .map_err(|_| PredictorError::Model(format!("{mp}: not UTF-8 text")))?;
+        let meta: ModelMeta =
+            serde_json::from_str(&text).map_err(|e| PredictorError::Model(format!("{mp}: {e}")))?;
         if meta.format != MODEL_FORMAT {
             return Err(PredictorError::Model(format!(
-                "{}: format `{}`, expected {MODEL_FORMAT}",
-                mp.display(),
+                "{mp}: format `{}`, expected {MODEL_FORMAT}",
                 meta.format
             )));
         }
         if meta.feature_version != FEATURE_VERSION {
             return Err(PredictorError::Model(format!(
-                "{}: made for feature version {}, this miso computes version {FEATURE_VERSION}: retrain it with `miso train`",
-                mp.display(),
+                "{mp}: made for feature version {}, this miso computes version {FEATURE_VERSION}: retrain it with `miso train`",
                 meta.feature_version
             )));
         }
+        let json_file = |name: &str| -> Result<String, PredictorError> {
+            String::from_utf8(files.read(name)?).map_err(|_| {
+                PredictorError::Model(format!("{}: not UTF-8 text", files.label(name)))
+            })
+        };
         let inner = match meta.arch {
             Arch::Mlp => {
                 if meta.classes.is_empty() || meta.ensemble == 0 {
-                    return Err(PredictorError::Model(format!(
-                        "{}: mlp without classes",
-                        mp.display()
-                    )));
+                    return Err(PredictorError::Model(format!("{mp}: mlp without classes")));
                 }
                 let mut ms = Vec::new();
                 for i in 0..meta.ensemble {
@@ -397,44 +413,101 @@ impl Predictor {
                         meta.classes.len(),
                         &nets::device(false),
                     );
-                    ms.push(nets::load(
-                        m,
-                        &dir.join(format!("weights-{i}.safetensors")),
-                    )?);
+                    let name = format!("weights-{i}.safetensors");
+                    ms.push(nets::load(m, files.read(&name)?, &files.label(&name))?);
                 }
                 Inner::Mlp(ms)
             }
-            Arch::Unet => Inner::Unet(nets::load(
-                nets::Unet::new(&nets::device(false)),
-                &dir.join("weights.safetensors"),
-            )?),
+            Arch::Unet => {
+                let name = "weights.safetensors";
+                Inner::Unet(nets::load(
+                    nets::Unet::new(&nets::device(false)),
+                    files.read(name)?,
+                    &files.label(name),
+                )?)
+            }
             Arch::Linear => Inner::Linear(meta.linear.clone().ok_or_else(|| {
-                PredictorError::Model(format!(
-                    "{}: linear model without coefficients",
-                    mp.display()
-                ))
+                PredictorError::Model(format!("{mp}: linear model without coefficients"))
             })?),
             Arch::Knn => {
-                let kp = dir.join("knn.json");
-                let t = std::fs::read_to_string(&kp).map_err(|e| {
-                    PredictorError::Model(format!("cannot read {}: {e}", kp.display()))
-                })?;
-                Inner::Knn(
-                    serde_json::from_str(&t)
-                        .map_err(|e| PredictorError::Model(format!("{}: {e}", kp.display())))?,
-                )
+                Inner::Knn(serde_json::from_str(&json_file("knn.json")?).map_err(|e| {
+                    PredictorError::Model(format!("{}: {e}", files.label("knn.json")))
+                })?)
             }
-            Arch::Tree => {
-                let tp = dir.join("tree.json");
-                let t = std::fs::read_to_string(&tp).map_err(|e| {
-                    PredictorError::Model(format!("cannot read {}: {e}", tp.display()))
-                })?;
-                Inner::Tree(Box::new(serde_json::from_str(&t).map_err(|e| {
-                    PredictorError::Model(format!("{}: {e}", tp.display()))
-                })?))
-            }
+            Arch::Tree => Inner::Tree(Box::new(
+                serde_json::from_str(&json_file("tree.json")?).map_err(|e| {
+                    PredictorError::Model(format!("{}: {e}", files.label("tree.json")))
+                })?,
+            )),
         };
         Ok(Predictor { meta, inner })
+    }
+}
+
+/// The name under which the built-in model is listed and activated.
+pub const BUILTIN_NAME: &str = "default";
+
+/// The files of `models/default`, compiled in (a test checks they equal the folder's).
+static BUILTIN_FILES: &[(&str, &[u8])] = &[
+    (
+        "model.json",
+        include_bytes!("../../models/default/model.json"),
+    ),
+    (
+        "weights-0.safetensors",
+        include_bytes!("../../models/default/weights-0.safetensors"),
+    ),
+    (
+        "weights-1.safetensors",
+        include_bytes!("../../models/default/weights-1.safetensors"),
+    ),
+    (
+        "weights-2.safetensors",
+        include_bytes!("../../models/default/weights-2.safetensors"),
+    ),
+    (
+        "weights-3.safetensors",
+        include_bytes!("../../models/default/weights-3.safetensors"),
+    ),
+    (
+        "weights-4.safetensors",
+        include_bytes!("../../models/default/weights-4.safetensors"),
+    ),
+];
+
+/// Where a model's files are read from.
+enum Files<'a> {
+    Dir(&'a Path),
+    Builtin,
+}
+
+impl Files<'_> {
+    fn label(&self, name: &str) -> String {
+        match self {
+            Files::Dir(d) => d.join(name).display().to_string(),
+            Files::Builtin => format!("(built-in model) {name}"),
+        }
+    }
+
+    fn read(&self, name: &str) -> Result<Vec<u8>, PredictorError> {
+        match self {
+            Files::Dir(d) => std::fs::read(d.join(name)).map_err(|e| {
+                PredictorError::Model(format!(
+                    "cannot read {}: {e} (is it a model directory made by `miso train`?)",
+                    self.label(name)
+                ))
+            }),
+            Files::Builtin => BUILTIN_FILES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, b)| b.to_vec())
+                .ok_or_else(|| {
+                    PredictorError::Model(format!(
+                        "{}: not compiled in (models/default changed shape: list its files in BUILTIN_FILES)",
+                        self.label(name)
+                    ))
+                }),
+        }
     }
 }
 

@@ -273,14 +273,16 @@ pub fn save<M: Module + ModuleSnapshot>(
         .map_err(|e| PredictorError::Model(format!("cannot write {}: {e}", path.display())))
 }
 
-/// Load weights saved by [`save`] into a freshly built module of the same shape.
+/// Load weights saved by [`save`] (the file's bytes; `label` names it in errors) into a freshly
+/// built module of the same shape.
 pub fn load<M: Module + ModuleSnapshot>(
     mut model: M,
-    path: &std::path::Path,
+    bytes: Vec<u8>,
+    label: &str,
 ) -> Result<M, PredictorError> {
-    let mut store = SafetensorsStore::from_file(path.to_path_buf());
+    let mut store = SafetensorsStore::from_bytes(Some(bytes));
     model
         .load_from(&mut store)
-        .map_err(|e| PredictorError::Model(format!("cannot load {}: {e}", path.display())))?;
+        .map_err(|e| PredictorError::Model(format!("cannot load {label}: {e}")))?;
     Ok(model)
 }

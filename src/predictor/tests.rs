@@ -267,3 +267,30 @@ fn shipped_default_model_meets_the_target_on_held_out_mixes() {
         }
     }
 }
+
+#[test]
+fn built_in_model_is_the_shipped_folder() {
+    // The binary carries models/default: same metadata, same predictions; `default` resolves to
+    // it when a models folder has none, and a missing other name is an error naming the path.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let disk = Predictor::load(&root.join(DEFAULT_MODEL)).unwrap();
+    let built = Predictor::builtin().unwrap();
+    assert_eq!(
+        serde_json::to_string(&disk.meta).unwrap(),
+        serde_json::to_string(&built.meta).unwrap()
+    );
+    let d = ds();
+    let ms: Vec<_> = d.samples.iter().take(50).map(|s| s.mps.clone()).collect();
+    assert_eq!(disk.predict_targets(&ms), built.predict_targets(&ms));
+    let empty = std::env::temp_dir().join(format!("miso-no-models-{}", std::process::id()));
+    let named = Predictor::load_named(&empty, "default").unwrap();
+    assert_eq!(named.meta.name, built.meta.name);
+    let e = Predictor::load_named(&empty, "other")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("miso-no-models") && e.contains("model.json"),
+        "{e}"
+    );
+}

@@ -984,13 +984,23 @@ async fn list_models(State(s): State<Arc<AppState>>, h: HeaderMap) -> ApiResult 
                 "recipe": meta["recipe"], "registered": reg.map(|(b, t)| json!({"at": t, "how": b["how"]}))}));
         }
     }
+    // The model compiled into the binary answers to `default` when the folder has none.
+    let builtin = crate::predictor::BUILTIN_NAME;
+    if !out.iter().any(|m| m["name"] == builtin) {
+        if let Ok(p) = crate::predictor::Predictor::builtin() {
+            let meta = serde_json::to_value(&p.meta).unwrap_or(Value::Null);
+            out.push(json!({"name": builtin, "active": active.as_deref() == Some(builtin), "arch": meta["arch"], "feature_version": meta["feature_version"],
+                "mae": meta["metrics"]["mae"], "data_fingerprint": meta["data_fingerprint"], "split": meta["split"],
+                "recipe": meta["recipe"], "built_in": true, "registered": registry.get(builtin).map(|(b, t)| json!({"at": t, "how": b["how"]}))}));
+        }
+    }
     Ok(Json(out).into_response())
 }
 
 /// Load model `name`, record it as the active one (committed first), then swap it in.
 fn activate_model(s: &AppState, name: &str, how: &str) -> Result<Value, ApiError> {
     model_name_ok(name)?;
-    let p = crate::predictor::Predictor::load(&s.models_dir.join(name))
+    let p = crate::predictor::Predictor::load_named(&s.models_dir, name)
         .map_err(|e| ApiError(StatusCode::NOT_FOUND, e.to_string()))?;
     swap_in(s, name, p, how)
 }
@@ -1182,8 +1192,10 @@ pub fn router(
         (active, "activated at start"),
     ];
     if let Some((name, how)) = candidates.iter().find_map(|(n, how)| {
-        n.filter(|n| s.models_dir.join(n).join("model.json").exists())
-            .map(|n| (n, *how))
+        n.filter(|n| {
+            *n == crate::predictor::BUILTIN_NAME || s.models_dir.join(n).join("model.json").exists()
+        })
+        .map(|n| (n, *how))
     }) {
         activate_model(&s, name, how)
             .map_err(|e| format!("cannot activate model `{name}`: {}", e.1))?;

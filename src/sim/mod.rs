@@ -7,6 +7,7 @@
 //! The same policy code serves the live controller through the optimizer; only the clock and
 //! the GPUs differ here. Knows `policy` (and through it the rest); nothing of HTTP or NVML.
 
+mod miso_trace;
 pub mod report;
 pub mod scenario;
 pub mod trace;

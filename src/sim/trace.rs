@@ -268,44 +268,54 @@ pub fn load_miso(path: &Path, o: &LoadOptions) -> Result<Vec<TraceJob>, TraceErr
     let mp = path.with_file_name("job_models.json");
     let models: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&read(&mp)?)
         .map_err(|e| file_err(&mp, format!("not a JSON object of job → workload: {e}")))?;
-    let mut ids: Vec<(u64, String)> = Vec::new();
-    for k in times.keys() {
-        let n: u64 = k
+    let mut rows = Vec::with_capacity(times.len());
+    for (k, t) in &times {
+        let id: u64 = k
             .parse()
             .map_err(|_| file_err(path, format!("job id `{k}` is not a number")))?;
-        ids.push((n, k.clone()));
+        let work = t
+            .as_f64()
+            .filter(|w| w.is_finite() && w.trunc() > 0.0)
+            .ok_or_else(|| {
+                file_err(
+                    path,
+                    format!("job {k}: run time {t} is not a positive number of seconds"),
+                )
+            })?;
+        let w = models
+            .get(k)
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| file_err(&mp, format!("job {k}: no workload")))?;
+        let wi = workload_index(w).map_err(|e| file_err(&mp, format!("job {k}: {e}")))?;
+        rows.push((id, work, wi));
     }
-    if ids.is_empty() {
+    if rows.is_empty() {
         return Err(file_err(path, "no jobs"));
     }
-    ids.sort();
+    Ok(miso_jobs(rows, o))
+}
+
+/// The MISO artifact's 100-job trace compiled in ([`super::miso_trace`]), with the arrivals of
+/// [`load_miso`]: the same jobs for the same seed as from the files.
+pub fn builtin_miso(o: &LoadOptions) -> Vec<TraceJob> {
+    let rows = super::miso_trace::MISO_TRACE_100
+        .iter()
+        .map(|&(id, work, w)| (id, work, workload_index(w).unwrap_or(0)))
+        .collect();
+    miso_jobs(rows, o)
+}
+
+/// (job id, run time, workload index) rows in id order, optionally shuffled, with the artifact's
+/// arrivals; run times truncated to whole seconds.
+fn miso_jobs(mut rows: Vec<(u64, f64, usize)>, o: &LoadOptions) -> Vec<TraceJob> {
+    rows.sort_by_key(|r| r.0);
     if o.shuffle {
-        ids.shuffle(&mut ChaCha8Rng::seed_from_u64(o.seed));
+        rows.shuffle(&mut ChaCha8Rng::seed_from_u64(o.seed));
     }
-    let arrivals = miso_arrivals(ids.len(), o.mean_interarrival_s, o.seed);
-    ids.iter()
+    let arrivals = miso_arrivals(rows.len(), o.mean_interarrival_s, o.seed);
+    rows.iter()
         .zip(arrivals)
-        .map(|((_, k), at)| {
-            let work = times[k]
-                .as_f64()
-                .map(f64::trunc)
-                .filter(|w| w.is_finite() && *w > 0.0)
-                .ok_or_else(|| {
-                    file_err(
-                        path,
-                        format!(
-                            "job {k}: run time {} is not a positive number of seconds",
-                            times[k]
-                        ),
-                    )
-                })?;
-            let w = models
-                .get(k)
-                .and_then(|v| v.as_str())
-                .ok_or_else(|| file_err(&mp, format!("job {k}: no workload")))?;
-            let wi = workload_index(w).map_err(|e| file_err(&mp, format!("job {k}: {e}")))?;
-            Ok(TraceJob::new(format!("job{k}"), at, work, wi))
-        })
+        .map(|(&(id, work, wi), at)| TraceJob::new(format!("job{id}"), at, work.trunc(), wi))
         .collect()
 }
 
@@ -644,5 +654,22 @@ mod tests {
             "first third arrives faster: {first} vs {rest}"
         );
         assert!((rest - 60.0).abs() < 10.0, "{rest}");
+    }
+
+    #[test]
+    fn built_in_miso_trace_is_the_artifact_files() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/datasets/miso-a100/trace_100.json");
+        for (seed, shuffle) in [(1, true), (7, true), (1, false)] {
+            let o = LoadOptions {
+                seed,
+                shuffle,
+                ..LoadOptions::default()
+            };
+            let files = load_miso(&path, &o).unwrap();
+            let built = builtin_miso(&o);
+            assert_eq!(files.len(), 100);
+            assert_eq!(format!("{files:?}"), format!("{built:?}"), "seed {seed}");
+        }
     }
 }

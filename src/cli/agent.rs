@@ -1,0 +1,136 @@
+//! `miso agent`: the node agent: registers this host's GPUs and keeps each one converged to the
+//! controller's desired state.
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use miso::gpu::{self, Layout};
+
+use super::{range, read_token, ControllerArgs};
+
+#[derive(Args)]
+#[command(
+    long_about = "Run the node agent: register this host's GPUs with the controller, then keep \
+each GPU converged to its desired state (level-triggered): checkpoint the jobs whose instance \
+changes (SIGTERM), reconcile the MIG layout, start the jobs on their instances, profile a mix \
+under MPS when the controller asks, report.\n\n\
+A job runs as `sh -c COMMAND` in its own process group with CUDA_VISIBLE_DEVICES (its MIG \
+device), MISO_JOB, MISO_INSTANCE, MISO_CHECKPOINT_DIR and MISO_RESTART. On SIGTERM it saves to \
+MISO_CHECKPOINT_DIR and exits; it resumes from there when started again. It reports progress by \
+printing `miso-iter <seconds per iteration>` lines (examples/train_job.sh follows the protocol).",
+    after_help = "Examples:
+  miso agent --name node1 --backend simulated --sim-gpus 2 --controller http://127.0.0.1:7450
+  miso agent --name node1 --backend dry-run --once            # print the NVML calls of one pass
+  miso agent --token-file token                               # real GPUs through NVML"
+)]
+pub struct AgentArgs {
+    #[command(flatten)]
+    controller: ControllerArgs,
+    /// This node's name (default: the host name).
+    #[arg(long)]
+    name: Option<String>,
+    /// How GPUs are driven: nvml (real), simulated (in memory, for tests and demos), dry-run
+    /// (simulated placement rules, NVML calls printed).
+    #[arg(long, value_enum, default_value = "nvml")]
+    backend: BackendArg,
+    /// Simulated/dry-run backends: number of GPUs.
+    #[arg(long, default_value_t = 1, value_parser = range(1usize, 64))]
+    sim_gpus: usize,
+    /// Simulated/dry-run backends: the GPU model (see `miso gpus`).
+    #[arg(long, default_value = "a100-40gb")]
+    gpu: String,
+    /// Simulated backend: persist the GPUs' layouts in this file.
+    #[arg(long)]
+    sim_state: Option<std::path::PathBuf>,
+    /// Simulated backend: milliseconds each create/destroy takes.
+    #[arg(long, default_value_t = 0, value_parser = range(0u64, 3_600_000))]
+    step_delay_ms: u64,
+    /// Simulated backend: inject a fault at the k-th create/destroy of this run:
+    /// fail:K (NVML error), hang:K (timeout), crash:K (the agent dies right after the call,
+    /// like a SIGKILL). Repeatable.
+    #[arg(long = "sim-fault")]
+    sim_faults: Vec<String>,
+    /// Where the agent keeps its job state, job logs and checkpoint folders.
+    #[arg(long, default_value = "miso-agent")]
+    state_dir: std::path::PathBuf,
+    /// Seconds a job gets to checkpoint after SIGTERM before it is killed.
+    #[arg(long, default_value_t = 30.0, value_parser = range(0.0, 86_400.0))]
+    checkpoint_grace_s: f64,
+    /// Milliseconds between reconcile passes.
+    #[arg(long, default_value_t = 2000, value_parser = range(10u64, 3_600_000))]
+    interval_ms: u64,
+    /// One pass, then exit.
+    #[arg(long)]
+    once: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BackendArg {
+    /// Real GPUs through NVML (needs the driver).
+    Nvml,
+    /// In-memory GPUs with the real placement rules (tests, demos).
+    Simulated,
+    /// Simulated placement rules, every NVML call printed.
+    DryRun,
+}
+
+pub fn run(a: AgentArgs) -> Result<()> {
+    use miso::control::{dryrun::DryRun, nvml::NvmlControl, simulated::SimulatedGpus, GpuControl};
+    let token = read_token(&a.controller.token_file)?;
+    let name = a.name.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/etc/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "node".into())
+    });
+    let model = gpu::gpu(&a.gpu)?;
+    let mut ctl: Box<dyn GpuControl> = match a.backend {
+        BackendArg::Nvml => Box::new(NvmlControl::new()?),
+        BackendArg::Simulated => {
+            let mut s = match &a.sim_state {
+                Some(p) => SimulatedGpus::persistent(model, a.sim_gpus, p)?,
+                None => SimulatedGpus::new(model, a.sim_gpus),
+            };
+            s.step_delay = std::time::Duration::from_millis(a.step_delay_ms);
+            for f in &a.sim_faults {
+                s.faults
+                    .push(parse_fault(f).with_context(|| format!("--sim-fault {f}"))?);
+            }
+            Box::new(s)
+        }
+        BackendArg::DryRun => {
+            let mut d = DryRun::new(model, vec![Layout::empty(); a.sim_gpus]);
+            d.echo = true;
+            Box::new(d)
+        }
+    };
+    let cfg = miso::service::agent::AgentConfig {
+        host: miso::service::client::host_of(&a.controller.controller)
+            .map_err(anyhow::Error::msg)
+            .context("--controller")?,
+        token,
+        name,
+        interval: std::time::Duration::from_millis(a.interval_ms),
+        once: a.once,
+        state_dir: a.state_dir.clone(),
+        grace: std::time::Duration::from_secs_f64(a.checkpoint_grace_s),
+    };
+    miso::service::agent::run(&cfg, ctl.as_mut(), &mut |m| eprintln!("agent: {m}"))
+        .map_err(anyhow::Error::msg)
+}
+
+/// `fail:K`, `hang:K` or `crash:K`.
+fn parse_fault(f: &str) -> Result<miso::control::simulated::Fault> {
+    use miso::control::simulated::Fault;
+    let (kind, k) = f.split_once(':').context("expected KIND:K, e.g. crash:3")?;
+    let k: u64 = k
+        .parse()
+        .ok()
+        .filter(|k| *k > 0)
+        .context("K: expected a call number from 1")?;
+    Ok(match kind {
+        "fail" => Fault::FailCall(k),
+        "hang" => Fault::HangCall(k),
+        "crash" => Fault::Crash(k),
+        _ => anyhow::bail!("KIND: `{kind}` (fail, hang or crash)"),
+    })
+}

@@ -1,0 +1,105 @@
+//! `miso predict`: MIG latencies of MPS feature matrices, as .npy.
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use miso::predictor;
+
+use super::load_model;
+
+#[derive(Args)]
+#[command(after_help = "Examples:
+  miso predict --features ../shared/datasets/miso-a100/mps_features.npy --out pred.npy \\
+      --dummy-from ../shared/datasets/miso-a100/mig_targets.npy
+  miso predict --features x.npy --out all.npy --all-profiles --model models/mine
+
+Rows of the output: [7g, 4g, 3g] latency normalised like mig_targets.npy (each slot's largest
+value is 1.0; lower is faster); with --all-profiles [1g, 2g, 3g, 4g, 7g].")]
+pub struct PredictArgs {
+    /// The model directory [default: the built-in model, a copy of models/default]
+    #[arg(long)]
+    model: Option<std::path::PathBuf>,
+    /// MPS features, float64 N×3×7 (rows 100/50/14 %, columns = slots).
+    #[arg(long)]
+    features: std::path::PathBuf,
+    /// Output .npy: N×3×7 [7g, 4g, 3g] normalised like mig_targets.npy; with
+    /// --all-profiles N×5×7 [1g, 2g, 3g, 4g, 7g] (NaN where the job does not fit).
+    #[arg(long)]
+    out: std::path::PathBuf,
+    /// Predict all five profile kinds (N×5×7) instead of the artifact's three rows.
+    #[arg(long)]
+    all_profiles: bool,
+    /// Targets whose dummy columns mark the filler slots (otherwise every slot is a real job).
+    #[arg(long)]
+    dummy_from: Option<std::path::PathBuf>,
+}
+
+pub fn run(a: PredictArgs) -> Result<()> {
+    use miso::perf::{MpsMatrix, SLOTS};
+    let p = load_model(&a.model)?;
+    let (x, _) = predictor::data::read_arrays(&a.features, None)?;
+    let n = x.shape()[0];
+    let real: Vec<[bool; SLOTS]> = match &a.dummy_from {
+        Some(t) => {
+            let (_, y) = predictor::data::read_arrays(&a.features, Some(t))?;
+            let y = y.context("--dummy-from")?;
+            let ds = predictor::data::from_arrays(&x, &y, &t.display().to_string(), 0)?;
+            ds.samples.iter().map(|s| s.mps.real).collect()
+        }
+        None => vec![[true; SLOTS]; n],
+    };
+    let mut ms = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut values = [[0.0; SLOTS]; 3];
+        for (l, row) in values.iter_mut().enumerate() {
+            for (s, v) in row.iter_mut().enumerate() {
+                *v = x[[i, l, s]];
+            }
+        }
+        let m = MpsMatrix {
+            values,
+            real: real[i],
+        };
+        m.validate(&format!("{}: sample {i}", a.features.display()))
+            .map_err(anyhow::Error::msg)?;
+        ms.push(m);
+    }
+    let preds = p.predict_targets(&ms);
+    let out = if a.all_profiles {
+        let mut o = ndarray::Array3::<f64>::from_elem((n, 5, SLOTS), f64::NAN);
+        for (i, pr) in preds.iter().enumerate() {
+            for s in 0..SLOTS {
+                let t = predictor::renormalise(&pr[s]);
+                for k in 0..5 {
+                    if let Some(v) = t[k] {
+                        o[[i, k, s]] = v;
+                    }
+                }
+            }
+        }
+        o
+    } else {
+        let mut o = ndarray::Array3::<f64>::zeros((n, 3, SLOTS));
+        for (i, pr) in preds.iter().enumerate() {
+            for s in 0..SLOTS {
+                let t = predictor::renormalise(&pr[s]);
+                for (r, k) in [4usize, 3, 2].iter().enumerate() {
+                    o[[i, r, s]] = t[*k].unwrap_or(f64::NAN);
+                }
+            }
+        }
+        o
+    };
+    let f = std::fs::File::create(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    ndarray_npy::WriteNpyExt::write_npy(&out, std::io::BufWriter::new(f))
+        .with_context(|| format!("cannot write {}", a.out.display()))?;
+    eprintln!(
+        "wrote {} ({} × {} × 7) with model {}",
+        a.out.display(),
+        n,
+        if a.all_profiles { 5 } else { 3 },
+        p.meta.name
+    );
+    Ok(())
+}

@@ -1,0 +1,72 @@
+//! `miso serve`: the controller (HTTP API over a SQLite store).
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+#[derive(Args)]
+#[command(after_help = "Examples:
+  miso serve --insecure-no-auth                          # local experiments, loopback only
+  head -c 32 /dev/urandom | base64 > token && chmod 600 token
+  miso serve --token-file token --listen 0.0.0.0:7450 --db /var/lib/miso/miso.db
+
+The API is described in docs/openapi.yaml; `miso status` shows what the controller knows.
+The default model is compiled in: --models needs a folder only for models you train.")]
+pub struct ServeArgs {
+    /// Address to listen on (loopback by default).
+    #[arg(long, default_value = "127.0.0.1:7450")]
+    listen: std::net::SocketAddr,
+    /// SQLite database file (created; WAL mode).
+    #[arg(long, default_value = "miso.db")]
+    db: std::path::PathBuf,
+    /// File holding the bearer token that writes (and reads) need; at least 16 characters.
+    #[arg(long)]
+    token_file: Option<std::path::PathBuf>,
+    /// Allow reads without the token.
+    #[arg(long)]
+    open_reads: bool,
+    /// Run without any token (local experiments only).
+    #[arg(long, conflicts_with = "token_file")]
+    insecure_no_auth: bool,
+    /// Folder of model directories (list/activate/retrain through the API).
+    #[arg(long, default_value = "models")]
+    models: std::path::PathBuf,
+    /// Model to activate at start when none was active before; `default` is the built-in model
+    /// when the folder has no `default`. The model activated through the API survives restarts.
+    #[arg(long, default_value = "default")]
+    model: String,
+}
+
+pub fn run(a: ServeArgs) -> Result<()> {
+    let token = match (&a.token_file, a.insecure_no_auth) {
+        (Some(f), _) => {
+            let t = std::fs::read_to_string(f)
+                .with_context(|| format!("--token-file: cannot read {}", f.display()))?;
+            let t = t.trim().to_string();
+            if t.len() < 16 {
+                anyhow::bail!("--token-file: the token must have at least 16 characters");
+            }
+            Some(t)
+        }
+        (None, true) => None,
+        (None, false) => {
+            anyhow::bail!("--token-file is required (or --insecure-no-auth for local experiments)")
+        }
+    };
+    let cfg = miso::service::Config {
+        listen: a.listen,
+        db: a.db.clone(),
+        models: a.models.clone(),
+        active_model: Some(a.model.clone()),
+        token,
+        open_reads: a.open_reads,
+    };
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    rt.block_on(miso::service::serve(cfg, |addr| {
+        // The token is never printed.
+        println!(
+            "miso controller listening on http://{addr} (db {})",
+            a.db.display()
+        );
+    }))
+    .map_err(anyhow::Error::msg)
+}

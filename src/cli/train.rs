@@ -1,0 +1,179 @@
+//! `miso train`: fit a predictor on the MISO measurements or a site's own samples, report its
+//! held-out metrics (or leave-one-family-out), save it as a model directory.
+
+use anyhow::Result;
+use clap::Args;
+use serde_json::json;
+
+use miso::predictor;
+
+use super::{data_dir, positive, print_json, progress, range};
+
+#[derive(Args)]
+#[command(after_help = "Examples:
+  miso train --out models/mine                       # the default recipe (mlp, 5 seeds)
+  miso train --arch unet --epochs 40 --out models/unet
+  miso train --lofo --json                           # error on each family never seen
+  miso train --data samples.jsonl --out models/site  # a site's own miso-mps-sample/1 lines
+
+Metrics: MAE of the normalised latency on the 7g/4g/3g rows of held-out mixes (lower is better);
+decision regret compares the layout chosen with predicted speeds to the one with true speeds.")]
+pub struct TrainArgs {
+    /// Training data: the MISO data directory (mps_features.npy + mig_targets.npy) or a
+    /// miso-mps-sample/1 JSON Lines file [default: ../shared/datasets/miso-a100, or $MISO_DATA]
+    #[arg(long)]
+    data: Option<std::path::PathBuf>,
+    /// Model architecture.
+    #[arg(long, value_enum, default_value = "mlp")]
+    arch: ArchArg,
+    /// Passes over the training data (default: 100 for mlp, 40 for unet).
+    #[arg(long, value_parser = range(1usize, 100_000))]
+    epochs: Option<usize>,
+    /// Seed of the split, the initial weights and the batch order.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Share of the mixes held out for validation (whole mixes: all permutations together).
+    #[arg(long, default_value_t = 0.2, value_parser = range(0.01, 0.99))]
+    val_frac: f64,
+    /// Hold out one model family (e.g. bert) instead of random mixes.
+    #[arg(long)]
+    holdout_family: Option<String>,
+    /// Train once per model family, each held out in turn, and report each (saves nothing).
+    #[arg(long, conflicts_with_all = ["holdout_family", "out"])]
+    lofo: bool,
+    /// Hidden layer widths of the MLP (each 1-65,536).
+    #[arg(long, value_delimiter = ',', default_value = "256,256", value_parser = range(1usize, 65_536))]
+    hidden: Vec<usize>,
+    /// Mini-batch size.
+    #[arg(long, default_value_t = 256, value_parser = range(1usize, 1_000_000))]
+    batch: usize,
+    /// MLPs trained with consecutive seeds and averaged.
+    #[arg(long, default_value_t = 5, value_parser = range(1usize, 100))]
+    ensemble: usize,
+    /// Learning rate (Adam).
+    #[arg(long, default_value_t = 1e-3, value_parser = positive)]
+    lr: f64,
+    /// Where to save the model (a directory; created).
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    /// Print the model's metadata (or the LOFO rows) as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ArchArg {
+    /// MISO's U-Net over the whole 3×7 MPS matrix.
+    Unet,
+    /// Per-job MLP on the job's MPS column and its co-runners' (the default model).
+    Mlp,
+    /// Linear regression per profile (linfa).
+    Linear,
+    /// Decision tree over workloads (linfa).
+    Tree,
+    /// 5 nearest neighbours on the job's column and co-runner summaries (baseline).
+    Knn,
+}
+
+impl From<ArchArg> for predictor::Arch {
+    fn from(a: ArchArg) -> Self {
+        use predictor::Arch;
+        match a {
+            ArchArg::Unet => Arch::Unet,
+            ArchArg::Mlp => Arch::Mlp,
+            ArchArg::Linear => Arch::Linear,
+            ArchArg::Tree => Arch::Tree,
+            ArchArg::Knn => Arch::Knn,
+        }
+    }
+}
+
+pub fn print_metrics(title: &str, m: &predictor::Metrics) {
+    println!("{title}: {} ({} real jobs)", m.split, m.jobs);
+    println!(
+        "  MAE on 7g/4g/3g rows: {:.4}   MAPE {:.2}%",
+        m.mae, m.mape_pct
+    );
+    let kinds: Vec<String> = m
+        .mae_by_kind
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.4}"))
+        .collect();
+    println!("  MAE by profile: {}", kinds.join("  "));
+    let kinds: Vec<String> = m
+        .mape_pct_by_kind
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.2}%"))
+        .collect();
+    println!("  MAPE by profile: {}", kinds.join("  "));
+    if let Some(d) = &m.decision {
+        println!(
+            "  decisions over {} mixes: same layout as with true speeds {:.1}%, mean slowdown regret {:.4} ({:.4} where different)",
+            d.mixes, d.same_layout_pct, d.mean_regret, d.mean_regret_when_different
+        );
+    }
+}
+
+pub fn run(a: TrainArgs) -> Result<()> {
+    let ds = predictor::data::load(&data_dir(&a.data)?)?;
+    let mut cfg = predictor::TrainConfig::new(a.arch.into());
+    cfg.epochs = a.epochs;
+    cfg.seed = a.seed;
+    cfg.hidden = a.hidden.clone();
+    cfg.lr = a.lr;
+    cfg.ensemble = a.ensemble;
+    cfg.batch = a.batch;
+    cfg.recipe = std::env::args().collect::<Vec<_>>().join(" ");
+    if let Some(out) = &a.out {
+        cfg.name = out
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| "model".into());
+    }
+    if a.lofo {
+        let mut rows = Vec::new();
+        for fam in ds.families() {
+            let split = ds.family_split(&fam)?;
+            let bar = progress(
+                cfg.epochs() as u64,
+                &format!("{} without {fam}", cfg.arch.name()),
+                "epochs",
+            );
+            let p = predictor::train(&ds, &split, &cfg, &bar)?;
+            bar.finish_and_clear();
+            if !a.json {
+                print_metrics(&format!("{fam} held out"), &p.meta.metrics);
+            }
+            rows.push(json!({"family": fam, "metrics": p.meta.metrics}));
+        }
+        if a.json {
+            return print_json(&json!({"arch": cfg.arch.name(), "lofo": rows}));
+        }
+        return Ok(());
+    }
+    let split = match &a.holdout_family {
+        Some(f) => ds.family_split(f)?,
+        None => ds.random_split(a.val_frac, a.seed),
+    };
+    let bar = progress(cfg.epochs() as u64, cfg.arch.name(), "epochs");
+    let p = predictor::train(&ds, &split, &cfg, &bar)?;
+    bar.finish_and_clear();
+    if let Some(out) = &a.out {
+        p.save(out)?;
+    }
+    if a.json {
+        return print_json(&p.meta);
+    }
+    println!(
+        "{} trained in {:.1} s on {} ({} parameters)",
+        cfg.arch.name(),
+        p.meta.train_seconds,
+        ds.source,
+        p.meta.params
+    );
+    print_metrics("held out", &p.meta.metrics);
+    if let Some(out) = &a.out {
+        println!("saved to {}", out.display());
+    }
+    Ok(())
+}
