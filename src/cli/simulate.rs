@@ -447,6 +447,10 @@ pub fn run(a: SimulateArgs) -> Result<()> {
 
 fn params(a: &SimulateArgs, skipped: &trace::Skipped) -> serde_json::Value {
     json!({
+        "seed": a.seed, "gpus": a.gpus, "gpu": a.gpu.gpu, "policy": a.policy,
+        "model": a.model.as_ref().map_or("built-in (models/default)".to_string(), |m| m.display().to_string()),
+        "static_layout": a.static_layout.clone().unwrap_or_else(|| a.gpu.model()
+            .map(|m| scenario::default_static_layout(m).label(m)).unwrap_or_default()),
         "tick_s": a.tick_s, "mean_interarrival_s": a.mean_interarrival_s,
         "arrival_order": if a.arrival_order == ArrivalOrder::Shuffled { "shuffled" } else { "by-id" },
         "profiling": if a.profiling == ProfilingArg::Artifact { "artifact" } else { "stall-all" },

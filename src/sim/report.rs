@@ -1,14 +1,35 @@
-//! The simulation report: an HTML page with the metrics table, a JCT CDF of every policy and
-//! per-GPU occupancy over time per policy, drawn as plain SVG (no plotting dependency).
+//! The simulation report: an HTML page with the run's parameters, the metrics table, and three
+//! kinds of chart drawn with plotters' SVG backend: the JCT CDF of every policy, system
+//! throughput over time, and per-GPU occupancy per policy. Every chart has axis titles with
+//! units and a legend or key; time charts share one time axis so policies compare at a glance.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
+use plotters::prelude::*;
+
 use super::Outcome;
 
-const COLORS: [&str; 8] = [
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+/// One colour per policy (Tableau 10), in outcome order.
+const COLORS: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(23, 190, 207),
 ];
+
+fn color(k: usize) -> RGBColor {
+    COLORS[k % COLORS.len()]
+}
+
+/// Earlier policies draw wider, so identical curves stay visible under later ones.
+fn stroke(k: usize, n: usize) -> u32 {
+    (1 + 2 * n.saturating_sub(k + 1) / n.max(1)).max(1) as u32 + 1
+}
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -16,208 +37,253 @@ fn esc(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// JCT CDF of each outcome (log-scaled time axis).
-pub fn jct_cdf_svg(outcomes: &[Outcome]) -> String {
-    let (w, h, ml, mb) = (640.0, 360.0, 60.0, 40.0);
-    let all: Vec<f64> = outcomes
-        .iter()
-        .flat_map(|o| o.jct_s.iter().copied())
-        .filter(|v| *v > 0.0)
-        .collect();
-    let lo = all
-        .iter()
-        .cloned()
-        .fold(f64::INFINITY, f64::min)
-        .max(1.0)
-        .log10()
-        .floor();
-    let hi = all
-        .iter()
-        .cloned()
-        .fold(1.0, f64::max)
-        .log10()
-        .ceil()
-        .max(lo + 1.0);
-    let x = |v: f64| ml + (v.max(1.0).log10() - lo) / (hi - lo) * (w - ml - 20.0);
-    let y = |p: f64| h - mb - p * (h - mb - 20.0);
-    let mut s = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = write!(
-        s,
-        r#"<rect width="{w}" height="{h}" fill="white"/><text x="{}" y="14" text-anchor="middle">Job completion time CDF</text>"#,
-        w / 2.0
-    );
-    for e in (lo as i32)..=(hi as i32) {
-        let xv = x(10f64.powi(e));
-        let _ = write!(
-            s,
-            r##"<line x1="{xv}" y1="20" x2="{xv}" y2="{}" stroke="#ddd"/><text x="{xv}" y="{}" text-anchor="middle">1e{e} s</text>"##,
-            h - mb,
-            h - mb + 16.0
-        );
-    }
-    for p in [0.0, 0.25, 0.5, 0.75, 1.0] {
-        let _ = write!(
-            s,
-            r#"<text x="{}" y="{}" text-anchor="end">{p}</text>"#,
-            ml - 6.0,
-            y(p) + 4.0
-        );
-    }
-    for (k, o) in outcomes.iter().enumerate() {
-        let mut v = o.jct_s.clone();
-        v.sort_by(f64::total_cmp);
-        let n = v.len().max(1) as f64;
-        let pts: Vec<String> = v
-            .iter()
-            .enumerate()
-            .map(|(i, t)| format!("{:.1},{:.1}", x(*t), y((i + 1) as f64 / n)))
-            .collect();
-        let c = COLORS[k % COLORS.len()];
-        let _ = write!(
-            s,
-            r#"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/>"#,
-            pts.join(" ")
-        );
-        let _ = write!(
-            s,
-            r#"<text x="{}" y="{}" fill="{c}">{}</text>"#,
-            ml + 10.0,
-            36.0 + 14.0 * k as f64,
-            esc(&o.policy)
-        );
-    }
-    s.push_str("</svg>");
-    s
+type DrawResult = Result<(), String>;
+
+fn err<E: std::fmt::Display>(e: E) -> String {
+    format!("cannot draw the chart: {e}")
 }
 
-/// Jobs per GPU over time, one row per GPU (darker = more jobs).
-pub fn occupancy_svg(o: &Outcome, gpus: usize) -> String {
-    let rows = gpus.min(64);
-    let (w, row_h, ml) = (640.0, 8.0f64.max(240.0 / rows as f64).min(24.0), 60.0);
-    let h = 40.0 + rows as f64 * row_h;
-    let end = o.metrics.makespan_s.max(1.0);
-    let x = |t: f64| ml + t / end * (w - ml - 10.0);
-    let mut s = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#
-    );
-    let _ = write!(
-        s,
-        r#"<rect width="{w}" height="{h}" fill="white"/><text x="{}" y="14" text-anchor="middle">{}: jobs per GPU over {:.0} s{}</text>"#,
-        w / 2.0,
-        esc(&o.policy),
-        end,
-        if gpus > rows {
-            format!(" (first {rows} of {gpus} GPUs)")
-        } else {
-            String::new()
+/// Cumulative share of jobs finished within each JCT (log-scaled seconds), one line per policy.
+pub fn jct_cdf_svg(outcomes: &[Outcome]) -> Result<String, String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (760, 420)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let all = outcomes.iter().flat_map(|o| o.jct_s.iter().copied());
+        let lo = all
+            .clone()
+            .filter(|v| *v > 0.0)
+            .fold(f64::INFINITY, f64::min);
+        let hi = all.fold(1.0, f64::max);
+        let lo = if lo.is_finite() { lo.max(1.0) } else { 1.0 };
+        let lo = 10f64.powf(lo.log10().floor());
+        let hi = 10f64.powf(hi.log10().ceil()).max(lo * 10.0);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "Job completion time CDF (further left is better)",
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(44)
+            .y_label_area_size(56)
+            .build_cartesian_2d((lo..hi).log_scale(), 0.0..1.0)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("job completion time (s, log scale)")
+            .y_desc("share of jobs finished")
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| format!("{:.0}%", v * 100.0))
+            .draw()
+            .map_err(err)?;
+        for (k, o) in outcomes.iter().enumerate() {
+            let mut v = o.jct_s.clone();
+            v.sort_by(f64::total_cmp);
+            let n = v.len().max(1) as f64;
+            let c = color(k);
+            let w = stroke(k, outcomes.len());
+            chart
+                .draw_series(LineSeries::new(
+                    v.iter()
+                        .enumerate()
+                        .map(|(i, t)| (t.max(lo), (i + 1) as f64 / n)),
+                    c.stroke_width(w),
+                ))
+                .map_err(err)?
+                .label(format!("{} (avg {:.0} s)", o.policy, o.metrics.avg_jct_s))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3))
+                });
         }
-    );
-    let mut state: Vec<(f64, usize)> = vec![(0.0, 0); rows];
-    let draw = |s: &mut String, g: usize, from: f64, to: f64, n: usize| {
-        if n == 0 || to <= from {
-            return;
-        }
-        let a = (0.15 + 0.85 * n as f64 / 7.0).min(1.0);
-        let _ = write!(
-            s,
-            r#"<rect x="{:.1}" y="{:.1}" width="{:.2}" height="{:.1}" fill="rgba(31,119,180,{a:.2})"/>"#,
-            x(from),
-            24.0 + g as f64 * row_h,
-            (x(to) - x(from)).max(0.3),
-            row_h - 1.0
-        );
-    };
-    for &(t, g, n) in &o.occupancy {
-        if g >= rows {
-            continue;
-        }
-        let (t0, n0) = state[g];
-        draw(&mut s, g, t0, t, n0);
-        state[g] = (t, n);
+        legend(&mut chart, SeriesLabelPosition::LowerRight)?;
+        root.present().map_err(err)?;
     }
-    for (g, &(t0, n0)) in state.iter().enumerate() {
-        draw(&mut s, g, t0, end, n0);
-        if rows <= 16 || g % 8 == 0 {
-            let _ = write!(
-                s,
-                r#"<text x="{}" y="{:.1}" text-anchor="end">GPU {g}</text>"#,
-                ml - 4.0,
-                24.0 + (g as f64 + 0.8) * row_h
-            );
-        }
-    }
-    s.push_str("</svg>");
-    s
+    Ok(svg)
+}
+
+fn legend<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    at: SeriesLabelPosition,
+) -> DrawResult
+where
+    X: plotters::coord::ranged1d::Ranged,
+    Y: plotters::coord::ranged1d::Ranged,
+{
+    chart
+        .configure_series_labels()
+        .position(at)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(err)
+}
+
+/// The latest finish over all outcomes: the shared time axis of the time charts.
+fn time_end(outcomes: &[Outcome]) -> f64 {
+    outcomes
+        .iter()
+        .map(|o| o.metrics.makespan_s)
+        .fold(1.0, f64::max)
 }
 
 /// System throughput over time (summed speed of running jobs, 1 = one job at whole-GPU speed)
-/// of every outcome on one shared time axis, with a legend.
-pub fn stp_svg(outcomes: &[Outcome]) -> String {
-    let (w, h, ml, mb, mr) = (720.0, 360.0, 60.0, 46.0, 130.0);
-    let end = outcomes
-        .iter()
-        .map(|o| o.metrics.makespan_s)
-        .fold(1.0, f64::max);
-    let top = outcomes
-        .iter()
-        .flat_map(|o| o.stp.iter().map(|p| p.1))
-        .fold(1.0, f64::max)
-        * 1.05;
-    let x = |t: f64| ml + t / end * (w - ml - mr);
-    let y = |v: f64| h - mb - v / top * (h - mb - 24.0);
-    let mut s = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = write!(
-        s,
-        r#"<rect width="{w}" height="{h}" fill="white"/><text x="{}" y="14" text-anchor="middle">System throughput over time (higher is better)</text>"#,
-        (w - mr) / 2.0
-    );
-    for i in 0..=5 {
-        let t = end * i as f64 / 5.0;
-        let v = top * i as f64 / 5.0;
-        let _ = write!(
-            s,
-            r##"<line x1="{0:.1}" y1="24" x2="{0:.1}" y2="{1}" stroke="#eee"/><text x="{0:.1}" y="{2}" text-anchor="middle">{3:.0}</text><text x="{4}" y="{5:.1}" text-anchor="end">{6:.1}</text>"##,
-            x(t),
-            h - mb,
-            h - mb + 16.0,
-            t,
-            ml - 6.0,
-            y(v) + 4.0,
-            v
-        );
-    }
-    let _ = write!(
-        s,
-        r#"<text x="{}" y="{}" text-anchor="middle">time since the experiment start (s)</text><text transform="translate(16,{}) rotate(-90)" text-anchor="middle">STP (sum of job speeds)</text>"#,
-        (w - mr + ml) / 2.0,
-        h - 8.0,
-        (h - mb) / 2.0
-    );
-    for (k, o) in outcomes.iter().enumerate() {
-        let c = COLORS[k % COLORS.len()];
-        let pts: Vec<String> = o
-            .stp
+/// of every outcome on one shared time axis.
+pub fn stp_svg(outcomes: &[Outcome]) -> Result<String, String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (760, 420)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let end = time_end(outcomes);
+        let top = outcomes
             .iter()
-            .map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v)))
-            .collect();
-        let _ = write!(
-            s,
-            r#"<polyline fill="none" stroke="{c}" stroke-width="1.5" points="{}"/><line x1="{2}" y1="{3}" x2="{4}" y2="{3}" stroke="{c}" stroke-width="3"/><text x="{5}" y="{6}">{1}</text>"#,
-            pts.join(" "),
-            esc(&o.policy),
-            w - mr + 10.0,
-            30.0 + 16.0 * k as f64,
-            w - mr + 30.0,
-            w - mr + 36.0,
-            34.0 + 16.0 * k as f64
-        );
+            .flat_map(|o| o.stp.iter().map(|p| p.1))
+            .fold(1.0, f64::max)
+            * 1.08;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "System throughput over time (higher is better)",
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(44)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0.0..end, 0.0..top)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("time since the experiment start (s)")
+            .y_desc("STP (sum of job speeds)")
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .draw()
+            .map_err(err)?;
+        for (k, o) in outcomes.iter().enumerate() {
+            let c = color(k);
+            // A step line: each interval's value held until the next point.
+            let mut pts = Vec::with_capacity(2 * o.stp.len());
+            let mut last = 0.0;
+            for &(t, v) in &o.stp {
+                pts.push((t, last));
+                pts.push((t, v));
+                last = v;
+            }
+            chart
+                .draw_series(LineSeries::new(
+                    pts,
+                    c.stroke_width(stroke(k, outcomes.len())),
+                ))
+                .map_err(err)?
+                .label(format!("{} (mean {:.2})", o.policy, o.metrics.avg_stp))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3))
+                });
+        }
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+        root.present().map_err(err)?;
     }
-    s.push_str("</svg>");
-    s
+    Ok(svg)
+}
+
+/// Shade of the occupancy key for `n` jobs on a GPU (0 = idle).
+fn occupancy_color(n: usize) -> RGBColor {
+    const SHADES: [RGBColor; 8] = [
+        RGBColor(245, 245, 245),
+        RGBColor(198, 219, 239),
+        RGBColor(158, 202, 225),
+        RGBColor(107, 174, 214),
+        RGBColor(66, 146, 198),
+        RGBColor(33, 113, 181),
+        RGBColor(8, 81, 156),
+        RGBColor(8, 48, 107),
+    ];
+    SHADES[n.min(7)]
+}
+
+/// Jobs on each GPU over time for one outcome: a row per GPU (at most 64 drawn), time on the
+/// shared axis `0..end`, a key of job counts.
+pub fn occupancy_svg(o: &Outcome, gpus: usize, end: f64) -> Result<String, String> {
+    let rows = gpus.clamp(1, 64);
+    let height = (120 + 14 * rows as u32).clamp(220, 1000);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (760, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let (chart_area, key_area) = root.split_horizontally(640);
+        let title = if gpus > rows {
+            format!(
+                "{}: jobs on each GPU (first {rows} of {gpus} GPUs)",
+                o.policy
+            )
+        } else {
+            format!("{}: jobs on each GPU", o.policy)
+        };
+        let mut chart = ChartBuilder::on(&chart_area)
+            .caption(title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0.0..end, -0.5..rows as f64 - 0.5)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .x_desc("time since the experiment start (s)")
+            .y_desc("GPU")
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_labels(rows.min(16))
+            .y_label_formatter(&|v| format!("{}", v.round() as usize))
+            .draw()
+            .map_err(err)?;
+        let mut state: Vec<(f64, usize)> = vec![(0.0, 0); rows];
+        let mut bars = Vec::new();
+        for &(t, g, n) in &o.occupancy {
+            if g < rows {
+                bars.push((g, state[g].0, t, state[g].1));
+                state[g] = (t, n);
+            }
+        }
+        for (g, &(t0, n0)) in state.iter().enumerate() {
+            bars.push((g, t0, o.metrics.makespan_s.max(t0), n0));
+        }
+        chart
+            .draw_series(bars.into_iter().filter(|b| b.3 > 0 && b.2 > b.1).map(
+                |(g, from, to, n)| {
+                    Rectangle::new(
+                        [(from, g as f64 - 0.4), (to, g as f64 + 0.4)],
+                        occupancy_color(n).filled(),
+                    )
+                },
+            ))
+            .map_err(err)?;
+        // The key: one swatch per job count.
+        let key = key_area.margin(40, 10, 4, 4);
+        key.draw(&Text::new("jobs on GPU", (0, 0), ("sans-serif", 13)))
+            .map_err(err)?;
+        for n in 0..=7usize {
+            let y = 22 + 20 * n as i32;
+            key.draw(&Rectangle::new(
+                [(0, y), (18, y + 14)],
+                occupancy_color(n).filled(),
+            ))
+            .map_err(err)?;
+            key.draw(&Rectangle::new(
+                [(0, y), (18, y + 14)],
+                BLACK.stroke_width(1),
+            ))
+            .map_err(err)?;
+            let label = if n == 0 {
+                "idle".to_string()
+            } else if n == 7 {
+                "7+".to_string()
+            } else {
+                n.to_string()
+            };
+            key.draw(&Text::new(label, (26, y + 1), ("sans-serif", 12)))
+                .map_err(err)?;
+        }
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
 }
 
 /// Write `index.html`, `jct_cdf.svg`, `stp.svg` and `occupancy_<policy>.svg` into `dir`.
@@ -229,32 +295,49 @@ pub fn write(
     outcomes: &[Outcome],
     gpus: usize,
 ) -> std::io::Result<()> {
+    let io = |e: String| std::io::Error::other(e);
     std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join("jct_cdf.svg"), jct_cdf_svg(outcomes))?;
-    std::fs::write(dir.join("stp.svg"), stp_svg(outcomes))?;
-    let mut html = format!("<!doctype html><meta charset=utf-8><title>{0}</title><h1>{0}</h1><table border=1 cellpadding=4><tr><th>policy<th>avg JCT s<th>median<th>p95<th>avg JRT s<th>avg queue s<th>makespan s<th>jobs/h<th>mean STP<th>GPU util<th>reconfigs<th>restarts/job<th>profiling s/job", esc(title));
+    std::fs::write(dir.join("jct_cdf.svg"), jct_cdf_svg(outcomes).map_err(io)?)?;
+    std::fs::write(dir.join("stp.svg"), stp_svg(outcomes).map_err(io)?)?;
+    let mut html = format!(
+        "<!doctype html><meta charset=utf-8><title>{0}</title>\
+<style>body{{font-family:sans-serif;max-width:1100px;margin:1em auto}}table{{border-collapse:collapse}}\
+td,th{{border:1px solid #999;padding:3px 8px;text-align:right}}td:first-child{{text-align:left}}\
+pre{{background:#f6f6f6;padding:8px}}</style><h1>{0}</h1>\
+<table><tr><th>policy<th>avg JCT s<th>median<th>p95<th>avg JRT s<th>avg queue s<th>makespan s\
+<th>jobs/h<th>mean STP<th>GPU util<th>reconfigs<th>restarts/job<th>profiling s/job",
+        esc(title)
+    );
     for o in outcomes {
         let m = &o.metrics;
         let _ = write!(html, "<tr><td>{}<td>{:.0}<td>{:.0}<td>{:.0}<td>{:.0}<td>{:.0}<td>{:.0}<td>{:.1}<td>{:.2}<td>{:.1}%<td>{}<td>{:.2}<td>{:.1}", esc(&o.policy), m.avg_jct_s, m.median_jct_s, m.p95_jct_s, m.avg_jrt_s, m.avg_queue_s, m.makespan_s, m.throughput_jobs_per_h, m.avg_stp, 100.0 * m.gpu_utilization, m.reconfigurations, m.restarts_per_job, m.profiling_s_per_job);
     }
     html.push_str(
-        "</table><p>Times in seconds; lower is better except jobs/h, STP and utilisation.</p>",
+        "</table><p>Times in seconds; lower is better except jobs/h, STP and utilisation. \
+JCT = completion − arrival, JRT = completion − start; reconfigs = MIG layout changes; \
+restarts = checkpoint/restarts per job.</p>",
     );
     for d in details {
         let _ = write!(html, "<p>{}</p>", esc(d));
     }
     let _ = write!(
         html,
-        "<h2>Parameters</h2><pre>{}</pre><p><img src=jct_cdf.svg></p><p><img src=stp.svg></p>",
+        "<h2>Parameters</h2><pre>{}</pre><h2>Job completion times</h2><p><img src=jct_cdf.svg alt=\"JCT CDF\"></p>\
+<h2>Throughput</h2><p><img src=stp.svg alt=\"STP over time\"></p><h2>Occupancy</h2>",
         esc(&serde_json::to_string_pretty(params).unwrap_or_default())
     );
+    let end = time_end(outcomes);
     for o in outcomes {
         let f = format!(
             "occupancy_{}.svg",
             o.policy.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
         );
-        std::fs::write(dir.join(&f), occupancy_svg(o, gpus))?;
-        let _ = write!(html, "<p><img src={f}></p>");
+        std::fs::write(dir.join(&f), occupancy_svg(o, gpus, end).map_err(io)?)?;
+        let _ = write!(
+            html,
+            "<p><img src={f} alt=\"occupancy of {}\"></p>",
+            esc(&o.policy)
+        );
     }
     std::fs::write(dir.join("index.html"), html)
 }
