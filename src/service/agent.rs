@@ -308,12 +308,27 @@ pub fn run(
         .iter()
         .map(|g| json!({"index": g.index, "model": g.model_short.clone().unwrap_or_else(|| g.name.clone()), "uuid": g.uuid}))
         .collect();
-    call(
-        cfg,
-        "POST",
-        "/v1/nodes",
-        Some(&json!({"name": cfg.name, "gpus": reg})),
-    )?;
+    // A controller that is not up yet (started together with the agent, or restarting) is
+    // waited for; any answer it gives, an error included, is final.
+    let body = json!({"name": cfg.name, "gpus": reg});
+    let mut wait = std::time::Duration::from_millis(200);
+    let mut tries = 0u32;
+    loop {
+        match call(cfg, "POST", "/v1/nodes", Some(&body)) {
+            Err(e) if !cfg.once && e.starts_with("cannot connect") => {
+                if tries % 10 == 0 {
+                    log(&format!("{e}; retrying until the controller answers"));
+                }
+                tries += 1;
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(std::time::Duration::from_secs(5));
+            }
+            r => {
+                r?;
+                break;
+            }
+        }
+    }
     log(&format!(
         "registered {} with {} GPU(s)",
         cfg.name,
