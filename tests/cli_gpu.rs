@@ -162,7 +162,7 @@ fn bad_input_exits_2_with_one_line() {
     );
     fails_with(
         &["layout", "diff", "--gpu", "a30", "4g.24gb@0", "4g.24gb@2"],
-        &["<to>", "4g.24gb@2"],
+        &["<TO>", "4g.24gb@2"],
     );
     fails_with(
         &[

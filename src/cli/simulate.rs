@@ -253,7 +253,7 @@ fn load_trace(
                     a.columns.as_deref().unwrap_or_default(),
                 )?),
             };
-            let t = trace::load(&path, &format, &opts)?;
+            let t = trace::load(&path, &format, &opts).context("--trace")?;
             (t.jobs, path.display().to_string(), t.skipped)
         }
     };
