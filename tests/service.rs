@@ -1271,3 +1271,132 @@ fn schedule_places_queued_jobs_across_gpus_with_the_optimizers_rule() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn hostile_ids_names_double_placement_and_huge_lists_are_refused() {
+    // Issue 11, items 1-3 and 5: each case was accepted (or stalled the controller) before.
+    let dir = tmpdir("hostile");
+    let s = start(&dir);
+    let post = |path: &str, body: &str| req(&s, "POST", path, Some(TOKEN), Some(body));
+    let put = |path: &str, body: &str| req(&s, "PUT", path, Some(TOKEN), Some(body));
+    // Job ids that name the agent's own folders, or read like flags.
+    for id in [".", "..", "...", ".hidden", "-x", "a/b", "a b", ""] {
+        let (c, b) = post(
+            "/v1/jobs",
+            &format!(r#"{{"id":"{id}","workload":"bert_train8"}}"#),
+        );
+        assert_eq!(c, 400, "job id `{id}`: {b}");
+        assert!(b.contains("id"), "{b}");
+    }
+    // Node names and GPU lists.
+    let gpus = r#"[{"index":0,"model":"a100-40gb"},{"index":1,"model":"a100-40gb"}]"#;
+    let long = "n".repeat(5000);
+    for name in ["../etc", "a/b", long.as_str(), "a\\nb", "."] {
+        let (c, b) = post(
+            "/v1/nodes",
+            &format!(r#"{{"name":"{name}","gpus":{gpus}}}"#),
+        );
+        assert_eq!(c, 400, "node name {}: {b}", &name[..name.len().min(20)]);
+        assert!(b.contains("name"), "{b}");
+    }
+    let (c, b) = post(
+        "/v1/nodes",
+        r#"{"name":"n1","gpus":[{"index":0,"model":"a100-40gb"},{"index":0,"model":"a100-40gb"}]}"#,
+    );
+    assert!(c == 400 && b.contains("given twice"), "{c} {b}");
+    let many: Vec<String> = (0..10_000)
+        .map(|i| format!(r#"{{"index":{i},"model":"a100-40gb"}}"#))
+        .collect();
+    let (c, b) = post(
+        "/v1/nodes",
+        &format!(r#"{{"name":"n1","gpus":[{}]}}"#, many.join(",")),
+    );
+    assert!(c == 400 && b.contains("at most 64"), "{c} {b}");
+    let (_, nodes) = req(&s, "GET", "/v1/nodes", Some(TOKEN), None);
+    assert_eq!(nodes.trim(), "[]", "nothing stored");
+
+    // A job placed by a plan cannot be placed on another GPU through PUT desired.
+    assert_eq!(
+        post("/v1/nodes", &format!(r#"{{"name":"n1","gpus":{gpus}}}"#)).0,
+        201
+    );
+    assert_eq!(
+        post("/v1/jobs", r#"{"id":"a","workload":"bert_train8"}"#).0,
+        201
+    );
+    assert_eq!(
+        post("/v1/jobs", r#"{"id":"b","workload":"resnet_train64"}"#).0,
+        201
+    );
+    let (c, b) = post("/v1/nodes/n1/gpus/0/plan", r#"{"jobs":["a"]}"#);
+    assert_eq!(c, 201, "{b}");
+    let (c, b) = put(
+        "/v1/nodes/n1/gpus/1/desired",
+        r#"{"layout":"7g.40gb@0","jobs":[{"id":"a","instance":"7g.40gb@0"}]}"#,
+    );
+    assert_eq!(c, 409, "placed twice: {b}");
+    assert!(b.contains("runs on GPU 0"), "{b}");
+    // A job assigned through PUT desired is running, as after a plan; one that loses its
+    // instance is queued again.
+    let (c, b) = put(
+        "/v1/nodes/n1/gpus/1/desired",
+        r#"{"layout":"3g.20gb@0","jobs":[{"id":"b","instance":"3g.20gb@0"}]}"#,
+    );
+    assert_eq!(c, 200, "{b}");
+    let state = |id: &str| {
+        let (_, jobs) = req(&s, "GET", "/v1/jobs", Some(TOKEN), None);
+        json(&jobs)
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["id"] == id)
+            .map(|j| j["state"].as_str().unwrap_or_default().to_string())
+            .unwrap()
+    };
+    assert_eq!(state("b"), "running");
+    let (c, b) = put("/v1/nodes/n1/gpus/1/desired", r#"{"layout":"4g.20gb@0"}"#);
+    assert_eq!(c, 200, "{b}");
+    assert_eq!(state("b"), "queued");
+    // An empty layout string does not wipe a GPU.
+    let (c, b) = put("/v1/nodes/n1/gpus/0/desired", r#"{"layout":""}"#);
+    assert!(c == 400 && b.contains("empty"), "{c} {b}");
+
+    // A report naming a job or an instance the controller does not know is refused.
+    let (c, b) = post(
+        "/v1/nodes/n1/report",
+        r#"{"gpus":[{"index":0,"layout":"7g.40gb@0","jobs":[{"id":"ghost","instance":"7g.40gb@0","state":"running"}]}]}"#,
+    );
+    assert!(c == 400 && b.contains("ghost"), "{c} {b}");
+    let (c, b) = post(
+        "/v1/nodes/n1/report",
+        r#"{"gpus":[{"index":0,"layout":"7g.40gb@0","jobs":[{"id":"a","instance":"3g.20gb@4","state":"running"}]}]}"#,
+    );
+    assert!(c == 400 && b.contains("3g.20gb@4"), "{c} {b}");
+
+    // Re-registering GPU 0 as another model drops its old plan (no lasting 500s) and queues
+    // its job again.
+    let (c, b) = post(
+        "/v1/nodes",
+        r#"{"name":"n1","gpus":[{"index":0,"model":"h100-80gb"},{"index":1,"model":"a100-40gb"}]}"#,
+    );
+    assert!(c == 201 && b.contains("reset_gpus"), "{c} {b}");
+    assert_eq!(state("a"), "queued");
+    let (c, b) = req(&s, "GET", "/v1/nodes/n1/desired", Some(TOKEN), None);
+    assert_eq!(c, 200, "{b}");
+    let (c, b) = post("/v1/nodes/n1/gpus/0/plan", r#"{"jobs":["a"]}"#);
+    assert_eq!(c, 201, "plans on the new model: {b}");
+
+    // A plan body of 110,000 ids is refused at once, in linear time.
+    let ids: Vec<String> = (0..110_000).map(|i| format!("\"j{i}\"")).collect();
+    let t = std::time::Instant::now();
+    let (c, b) = post(
+        "/v1/nodes/n1/gpus/1/plan",
+        &format!(r#"{{"jobs":[{}]}}"#, ids.join(",")),
+    );
+    assert!(
+        c == 400 && b.contains("at most"),
+        "{c} {}",
+        &b[..b.len().min(200)]
+    );
+    eprintln!("110k-id plan refused in {:?}", t.elapsed());
+}

@@ -241,17 +241,43 @@ async fn register_node(
     s.count("nodes");
     s.auth(&h, true)?;
     let n = body(b)?;
-    if n.name.trim().is_empty() {
-        return Err(bad("name: must not be empty"));
+    plain_name("name", &n.name)?;
+    if n.gpus.len() > MAX_NODE_GPUS {
+        return Err(bad(format!(
+            "gpus: {} GPUs; a node has at most {MAX_NODE_GPUS}",
+            n.gpus.len()
+        )));
     }
+    let mut seen = std::collections::HashSet::new();
     let mut gpus = Vec::new();
     for (k, g) in n.gpus.iter().enumerate() {
         let m = gpu::gpu(&g.model).map_err(|e| bad(format!("gpus[{k}].model: {e}")))?;
+        if g.index > MAX_GPU_INDEX {
+            return Err(bad(format!(
+                "gpus[{k}].index: {} (at most {MAX_GPU_INDEX})",
+                g.index
+            )));
+        }
+        if !seen.insert(g.index) {
+            return Err(bad(format!("gpus[{k}].index: {} given twice", g.index)));
+        }
+        if let Some(u) = &g.uuid {
+            if u.len() > 128 || u.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                return Err(bad(format!(
+                    "gpus[{k}].uuid: at most 128 characters, no spaces or control characters"
+                )));
+            }
+        }
         gpus.push(json!({"index": g.index, "model": m.short, "uuid": g.uuid}));
     }
     let v = json!({"name": n.name, "gpus": gpus});
-    s.store()?.put_node(&n.name, &v)?;
-    Ok((StatusCode::CREATED, Json(v)).into_response())
+    let reset = s.store()?.put_node(&n.name, &v)?;
+    let mut reply = v;
+    if !reset.is_empty() {
+        // GPUs whose model changed or that are gone: their old plans were dropped.
+        reply["reset_gpus"] = json!(reset);
+    }
+    Ok((StatusCode::CREATED, Json(reply)).into_response())
 }
 
 async fn list_nodes(State(s): State<Arc<AppState>>, h: HeaderMap) -> ApiResult {
@@ -260,20 +286,31 @@ async fn list_nodes(State(s): State<Arc<AppState>>, h: HeaderMap) -> ApiResult {
     Ok(Json(s.store()?.nodes()?).into_response())
 }
 
-/// A job id names files and process environments on the agent: keep it plain.
-fn job_id_ok(id: &str) -> Result<(), ApiError> {
-    if id.is_empty()
-        || id.len() > 64
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-    {
-        return Err(bad(format!(
-            "id: `{id}` must be 1-64 characters of letters, digits, `-`, `_`, `.`"
-        )));
+/// Job ids and node names name folders, files, environment values and lines of exported
+/// configs: 1-64 characters of letters, digits, `-`, `_`, `.`, starting with a letter or digit
+/// (so never `.`, `..`, a hidden name or something that reads like a flag).
+pub(crate) fn plain_name(field: &str, v: &str) -> Result<(), ApiError> {
+    let ok = (1..=64).contains(&v.len())
+        && v.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if ok {
+        return Ok(());
     }
-    Ok(())
+    let shown: String = v
+        .chars()
+        .take(40)
+        .collect::<String>()
+        .escape_debug()
+        .to_string();
+    Err(bad(format!(
+        "{field}: `{shown}` must be 1-64 characters of letters, digits, `-`, `_`, `.`, starting with a letter or digit"
+    )))
 }
+
+/// The most GPUs one node may register, and the largest GPU index.
+const MAX_NODE_GPUS: usize = 64;
+const MAX_GPU_INDEX: u32 = 1023;
 
 /// `POST /v1/jobs`: a job as in `jobs.json` (validated against an A100-40GB), with an optional
 /// `command` the agent runs. Without `workload`/`speeds` the job waits for a profiling sample.
@@ -287,7 +324,7 @@ async fn submit_job(
     let raw = body(b)?;
     let spec: JobSpec =
         serde_json::from_value(raw.clone()).map_err(|e| bad(format!("job: {e}")))?;
-    job_id_ok(&spec.id)?;
+    plain_name("id", &spec.id)?;
     if spec.command.as_deref().is_some_and(|c| c.trim().is_empty()) {
         return Err(bad("command: must not be empty"));
     }
@@ -429,15 +466,16 @@ async fn add_sample(
                 rec.slots.len()
             )));
         }
+        let mut seen = std::collections::HashSet::new();
         for (k, id) in a.iter().enumerate() {
             match id {
                 Value::Null => {}
                 Value::String(id) => {
+                    if !seen.insert(id.as_str()) {
+                        return Err(bad(format!("jobs[{k}]: `{id}` given twice")));
+                    }
                     if st.job(id)?.is_none() {
                         return Err(bad(format!("jobs[{k}]: no job `{id}`")));
-                    }
-                    if a[..k].iter().any(|x| x == &a[k]) {
-                        return Err(bad(format!("jobs[{k}]: `{id}` given twice")));
                     }
                 }
                 _ => return Err(bad(format!("jobs[{k}]: expected a job id or null"))),
@@ -572,6 +610,11 @@ async fn put_desired(
     let d = body(b)?;
     let st = s.store()?;
     let model = node_gpu(&st, &node, idx)?;
+    if d.layout.trim().is_empty() {
+        return Err(bad(
+            "layout: empty; write `empty` for a GPU without instances",
+        ));
+    }
     let l = gpu::parse_valid_layout(model, &d.layout).map_err(|e| bad(format!("layout: {e}")))?;
     let label_of = |x: &str| {
         gpu::Instance::parse(model, x)
@@ -579,10 +622,40 @@ async fn put_desired(
             .filter(|i| l.instances().contains(i))
             .map(|i| i.label(model))
     };
+    if d.jobs
+        .as_ref()
+        .is_some_and(|js| js.len() > l.instances().len())
+    {
+        return Err(bad(format!(
+            "jobs: more jobs than the {} instances of {}",
+            l.instances().len(),
+            l.label(model)
+        )));
+    }
+    // Where every job already runs, so a job is never placed on two GPUs.
+    let mut placed = std::collections::HashMap::new();
+    for o in st.desired_all()? {
+        if o.node != node || o.index != idx {
+            for id in o.job_ids() {
+                placed.insert(id, (o.node.clone(), o.index));
+            }
+        }
+    }
     let jobs: Vec<Assigned> = match d.jobs {
         Some(js) => {
+            let mut ids = std::collections::HashSet::new();
+            let mut insts = std::collections::HashSet::new();
             for (k, j) in js.iter().enumerate() {
                 let f = |m: String| bad(format!("jobs[{k}].{m}"));
+                if !ids.insert(j.id.as_str()) {
+                    return Err(f(format!("id: `{}` given twice", j.id)));
+                }
+                if let Some((n, i)) = placed.get(&j.id) {
+                    return Err(ApiError(
+                        StatusCode::CONFLICT,
+                        format!("jobs[{k}].id: job `{}` runs on GPU {i} of node `{n}`", j.id),
+                    ));
+                }
                 match st.job(&j.id)? {
                     None => return Err(f(format!("id: no job `{}`", j.id))),
                     Some((_, state)) if state == "finished" || state == "failed" => {
@@ -597,13 +670,7 @@ async fn put_desired(
                         l.label(model)
                     )));
                 };
-                if js[..k].iter().any(|o| o.id == j.id) {
-                    return Err(f(format!("id: `{}` given twice", j.id)));
-                }
-                if js[..k]
-                    .iter()
-                    .any(|o| label_of(&o.instance).as_deref() == Some(&lab))
-                {
+                if !insts.insert(lab.clone()) {
                     return Err(f(format!("instance: {lab} given twice")));
                 }
             }
@@ -626,7 +693,25 @@ async fn put_desired(
                 .collect()
         }
     };
-    st.set_desired(&node, idx, &l.label(model), &json!(jobs))?;
+    // One transaction, as a plan: the layout and assignment, assigned jobs running, jobs that
+    // lost their instance queued again.
+    let old = st
+        .desired_gpu(&node, idx)?
+        .map(|d| d.job_ids())
+        .unwrap_or_default();
+    let dropped: Vec<String> = old
+        .into_iter()
+        .filter(|id| !jobs.iter().any(|a| &a.id == id))
+        .collect();
+    let decision = json!({"node": node, "index": idx, "layout": l.label(model), "jobs": jobs, "set_by": "PUT desired"});
+    st.apply_plan(
+        &node,
+        idx,
+        &l.label(model),
+        &json!(jobs),
+        &decision,
+        &dropped,
+    )?;
     Ok(
         Json(json!({"node": node, "index": idx, "layout": l.label(model), "jobs": jobs}))
             .into_response(),
@@ -921,9 +1006,22 @@ async fn post_report(
     for (k, g) in r.gpus.iter().enumerate() {
         let model =
             node_gpu(&st, &node, g.index).map_err(|e| bad(format!("gpus[{k}].index: {}", e.1)))?;
-        gpu::parse_valid_layout(model, &g.layout)
+        let layout = gpu::parse_valid_layout(model, &g.layout)
             .map_err(|e| bad(format!("gpus[{k}].layout: {e}")))?;
         for (n, j) in g.jobs.iter().enumerate() {
+            if st.job(&j.id)?.is_none() {
+                return Err(bad(format!("gpus[{k}].jobs[{n}].id: no job `{}`", j.id)));
+            }
+            let on_gpu = gpu::Instance::parse(model, &j.instance)
+                .ok()
+                .filter(|i| layout.instances().contains(i));
+            if on_gpu.is_none() {
+                return Err(bad(format!(
+                    "gpus[{k}].jobs[{n}].instance: `{}` is not an instance of {}",
+                    j.instance,
+                    layout.label(model)
+                )));
+            }
             if j.state != "running" && j.state != "failed" {
                 return Err(bad(format!(
                     "gpus[{k}].jobs[{n}].state: `{}` (running or failed)",

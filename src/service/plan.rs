@@ -20,6 +20,14 @@ use crate::predictor::Predictor;
 use super::store::Desired;
 use super::{bad, ApiError, Store};
 
+/// The most jobs one `POST /v1/schedule` places.
+pub(super) const MAX_SCHEDULE_JOBS: usize = 10_000;
+
+/// The most jobs one GPU of this model can hold at once (one per smallest instance).
+fn current_capacity(model: &crate::gpu::GpuModel) -> usize {
+    model.compute_slices as usize
+}
+
 fn conflict(msg: String) -> ApiError {
     ApiError(StatusCode::CONFLICT, msg)
 }
@@ -188,8 +196,17 @@ pub(super) fn plan_gpu(
                 .and_then(|j| j["instance"].as_str().map(str::to_string))
         })
     };
+    if ids.len() > current_capacity(model) {
+        return Err(bad(format!(
+            "jobs: {} jobs; one {} holds at most {}",
+            ids.len(),
+            model.name,
+            current_capacity(model)
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
     for (k, id) in ids.iter().enumerate() {
-        if ids[..k].contains(id) {
+        if !seen.insert(id.as_str()) {
             return Err(bad(format!("jobs[{k}]: `{id}` given twice")));
         }
     }
@@ -197,13 +214,12 @@ pub(super) fn plan_gpu(
         if d.node == node && d.index == idx {
             continue;
         }
-        for (k, id) in ids.iter().enumerate() {
-            if d.job_ids().contains(id) {
-                return Err(conflict(format!(
-                    "jobs[{k}]: job `{id}` runs on GPU {} of node `{}`",
-                    d.index, d.node
-                )));
-            }
+        let here: std::collections::HashSet<String> = d.job_ids().into_iter().collect();
+        if let Some((k, id)) = ids.iter().enumerate().find(|(_, id)| here.contains(*id)) {
+            return Err(conflict(format!(
+                "jobs[{k}]: job `{id}` runs on GPU {} of node `{}`",
+                d.index, d.node
+            )));
         }
     }
     let dropped: Vec<String> = desired
@@ -365,15 +381,22 @@ pub(super) fn schedule(
     opts: &Options,
     profile: &ProfileSettings,
 ) -> Result<Vec<Value>, ApiError> {
+    if ids.len() > MAX_SCHEDULE_JOBS {
+        return Err(bad(format!(
+            "jobs: {} jobs; at most {MAX_SCHEDULE_JOBS} per request",
+            ids.len()
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
     for (k, id) in ids.iter().enumerate() {
+        if !seen.insert(id.as_str()) {
+            return Err(bad(format!("jobs[{k}]: `{id}` given twice")));
+        }
         if st.job(id)?.is_none() {
             return Err(ApiError(
                 StatusCode::NOT_FOUND,
                 format!("jobs[{k}]: no job `{id}`"),
             ));
-        }
-        if ids[..k].contains(id) {
-            return Err(bad(format!("jobs[{k}]: `{id}` given twice")));
         }
     }
     let mut out = Vec::new();

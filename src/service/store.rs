@@ -111,12 +111,62 @@ impl Store {
         Ok(())
     }
 
-    pub fn put_node(&self, name: &str, body: &Value) -> Result<(), StoreError> {
-        self.conn.execute(
+    /// Register (or re-register) a node. A GPU whose model changed, or that is gone, loses its
+    /// desired and reported state (made for the old hardware), and the jobs it held are queued
+    /// again; all in one transaction. Returns the indexes of the GPUs reset.
+    pub fn put_node(&self, name: &str, body: &Value) -> Result<Vec<u32>, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let old: Option<String> = tx
+            .query_row(
+                "SELECT body FROM nodes WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let models = |v: &Value| -> Vec<(u64, String)> {
+            v["gpus"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|g| Some((g["index"].as_u64()?, g["model"].as_str()?.to_string())))
+                .collect()
+        };
+        let now = models(body);
+        let mut reset = Vec::new();
+        if let Some(old) = old.and_then(|o| serde_json::from_str::<Value>(&o).ok()) {
+            for (idx, model) in models(&old) {
+                if now.iter().any(|(i, m)| *i == idx && *m == model) {
+                    continue;
+                }
+                let idx = idx as u32;
+                if let Some(d) = desired_rows(&tx, Some(name))?
+                    .into_iter()
+                    .find(|d| d.index == idx)
+                {
+                    for id in d.job_ids() {
+                        tx.execute(
+                            "UPDATE jobs SET state = 'queued' WHERE id = ?1 AND state = 'running'",
+                            params![id],
+                        )?;
+                    }
+                }
+                tx.execute(
+                    "DELETE FROM desired WHERE node = ?1 AND idx = ?2",
+                    params![name, idx],
+                )?;
+                tx.execute(
+                    "DELETE FROM actual WHERE node = ?1 AND idx = ?2",
+                    params![name, idx],
+                )?;
+                reset.push(idx);
+            }
+        }
+        tx.execute(
             "INSERT INTO nodes (name, body, registered_at) VALUES (?1, ?2, ?3) ON CONFLICT(name) DO UPDATE SET body = excluded.body",
             params![name, body.to_string(), now_s()],
         )?;
-        Ok(())
+        tx.commit()?;
+        Ok(reset)
     }
 
     pub fn nodes(&self) -> Result<Vec<Value>, StoreError> {
