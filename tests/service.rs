@@ -1400,3 +1400,85 @@ fn hostile_ids_names_double_placement_and_huge_lists_are_refused() {
     );
     eprintln!("110k-id plan refused in {:?}", t.elapsed());
 }
+
+#[test]
+fn retrain_samples_metrics_and_shutdown_hygiene() {
+    // Issue 11, items 4 and 6: each case below was accepted (or misbehaved) before.
+    let dir = tmpdir("hygiene");
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let s = start_with(&dir, &["--models", models.to_str().unwrap()]);
+    // Retraining may not overwrite the shipped model, nor run for 1e12 epochs.
+    for (body, want) in [
+        (r#"{"name":"default","arch":"linear"}"#, "shipped model"),
+        (r#"{"name":"x","epochs":1000000000000}"#, "epochs"),
+    ] {
+        let (c, b) = req(&s, "POST", "/v1/models/retrain", Some(TOKEN), Some(body));
+        assert!(c == 400 && b.contains(want), "{body}: {c} {b}");
+    }
+    // A sample that retraining could not read is refused, not stored.
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let ds = miso::predictor::data::load(&repo.join("../shared/datasets/miso-a100")).unwrap();
+    let mut rec = serde_json::to_value(&ds.to_records()[0]).unwrap();
+    rec["slots"][0]["mig"] = serde_json::json!({"5g": 0.5});
+    let (c, b) = req(
+        &s,
+        "POST",
+        "/v1/samples",
+        Some(TOKEN),
+        Some(&rec.to_string()),
+    );
+    assert!(c == 400 && b.contains("unknown kind"), "{c} {b}");
+    let (_, st) = req(&s, "GET", "/v1/state", Some(TOKEN), None);
+    assert_eq!(json(&st)["samples"], 0, "nothing stored");
+    // Metrics need the token like every other read.
+    assert_eq!(req(&s, "GET", "/metrics", None, None).0, 401);
+    assert_eq!(req(&s, "GET", "/metrics", Some(TOKEN), None).0, 200);
+    // Errors never show the server's folders.
+    let (c, b) = req(&s, "POST", "/v1/models/nope/activate", Some(TOKEN), None);
+    assert_eq!(c, 404);
+    assert!(
+        !b.contains(&std::env::current_dir().unwrap().display().to_string()) && !b.contains("/tmp"),
+        "{b}"
+    );
+    // SIGTERM is a graceful stop: the controller exits 0.
+    let mut s = s;
+    unsafe {
+        libc::kill(s.child.id() as i32, libc::SIGTERM);
+    }
+    let t = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = s.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t.elapsed().as_secs() < 10,
+            "still running 10 s after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit after SIGTERM: {status}");
+    // A token file other users can read gets a warning.
+    let tf = dir.join("open-token");
+    std::fs::write(&tf, TOKEN).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tf, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_miso"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(dir.join("other.db"))
+        .arg("--token-file")
+        .arg(&tf)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(c.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = c.kill();
+    let out = c.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("can be read by other users"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -41,6 +41,16 @@ pub fn run(a: ServeArgs) -> Result<()> {
         (Some(f), _) => {
             let t = std::fs::read_to_string(f)
                 .with_context(|| format!("--token-file: cannot read {}", f.display()))?;
+            if let Ok(m) = std::fs::metadata(f) {
+                use std::os::unix::fs::PermissionsExt;
+                if m.permissions().mode() & 0o077 != 0 {
+                    eprintln!(
+                        "warning: --token-file {} can be read by other users (mode {:o}); run chmod 600 on it",
+                        f.display(),
+                        m.permissions().mode() & 0o777
+                    );
+                }
+            }
             let t = t.trim().to_string();
             if t.len() < 16 {
                 anyhow::bail!("--token-file: the token must have at least 16 characters");

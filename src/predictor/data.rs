@@ -409,15 +409,22 @@ impl Dataset {
 /// Read a JSON Lines file of [`SampleRecord`]s (e.g. collected by the service).
 pub fn load_samples(path: &Path) -> Result<Dataset, PredictorError> {
     let bytes = read(path)?;
-    let text = String::from_utf8(bytes.clone())
+    let text = String::from_utf8(bytes)
         .map_err(|_| PredictorError::Data(format!("{}: not UTF-8", path.display())))?;
+    samples_from_text(&text, &path.display().to_string())
+}
+
+/// [`load_samples`] from text in memory (one JSON [`SampleRecord`] per line); `source` names it
+/// in errors (`source:line`).
+pub fn samples_from_text(text: &str, source: &str) -> Result<Dataset, PredictorError> {
+    let bytes = text.as_bytes();
     let mut labels = catalog_labels();
     let mut samples = Vec::new();
     for (ln, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let at = format!("{}:{}", path.display(), ln + 1);
+        let at = format!("{source}:{}", ln + 1);
         let r: SampleRecord =
             serde_json::from_str(line).map_err(|e| PredictorError::Data(format!("{at}: {e}")))?;
         if r.format != SAMPLE_FORMAT {
@@ -505,16 +512,13 @@ pub fn load_samples(path: &Path) -> Result<Dataset, PredictorError> {
         });
     }
     if samples.is_empty() {
-        return Err(PredictorError::Data(format!(
-            "{}: no samples",
-            path.display()
-        )));
+        return Err(PredictorError::Data(format!("{source}: no samples")));
     }
     Ok(Dataset {
         labels,
         samples,
-        source: path.display().to_string(),
-        fingerprint: format!("{:016x}", fnv1a(&bytes, FNV_START)),
+        source: source.to_string(),
+        fingerprint: format!("{:016x}", fnv1a(bytes, FNV_START)),
     })
 }
 

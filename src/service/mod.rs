@@ -164,7 +164,8 @@ async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-async fn metrics(State(s): State<Arc<AppState>>) -> Result<String, ApiError> {
+async fn metrics(State(s): State<Arc<AppState>>, h: HeaderMap) -> Result<String, ApiError> {
+    s.auth(&h, false)?;
     let mut out = String::from(
         "# HELP miso_requests_total API requests by route.\n# TYPE miso_requests_total counter\n",
     );
@@ -441,6 +442,10 @@ async fn add_sample(
             rec.slots.len()
         )));
     }
+    // Exactly what retraining will read: a sample it could not load is never stored (one such
+    // sample would make every later retrain fail).
+    crate::predictor::data::samples_from_text(&raw.to_string(), "sample")
+        .map_err(|e| bad(e.to_string().replacen("sample:1: ", "", 1)))?;
     for (k, sl) in rec.slots.iter().enumerate() {
         if let Some((l, v)) = sl
             .mps
@@ -1098,8 +1103,15 @@ async fn list_models(State(s): State<Arc<AppState>>, h: HeaderMap) -> ApiResult 
 /// Load model `name`, record it as the active one (committed first), then swap it in.
 fn activate_model(s: &AppState, name: &str, how: &str) -> Result<Value, ApiError> {
     model_name_ok(name)?;
-    let p = crate::predictor::Predictor::load_named(&s.models_dir, name)
-        .map_err(|e| ApiError(StatusCode::NOT_FOUND, e.to_string()))?;
+    // The error names the model, never the server's folders.
+    let p = crate::predictor::Predictor::load_named(&s.models_dir, name).map_err(|e| {
+        let why = e.to_string();
+        let dir = s.models_dir.display().to_string();
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("model `{name}`: {}", why.replace(&dir, "<models>")),
+        )
+    })?;
     swap_in(s, name, p, how)
 }
 
@@ -1152,6 +1164,9 @@ struct RetrainBody {
     val_frac: Option<f64>,
 }
 
+/// The most epochs one retrain request may ask for (the default model used 100).
+const MAX_RETRAIN_EPOCHS: usize = 1000;
+
 /// `POST /v1/models/retrain`: train on the stored samples with `miso train`'s code, save under
 /// models/<name>, and activate it (hot swap).
 async fn retrain(
@@ -1163,6 +1178,17 @@ async fn retrain(
     s.auth(&h, true)?;
     let r = body(b)?;
     model_name_ok(&r.name)?;
+    if r.name == crate::predictor::BUILTIN_NAME {
+        return Err(bad(format!(
+            "name: `{}` is the shipped model; give the retrained one another name",
+            r.name
+        )));
+    }
+    if let Some(e) = r.epochs {
+        if !(1..=MAX_RETRAIN_EPOCHS).contains(&e) {
+            return Err(bad(format!("epochs: {e} (1..={MAX_RETRAIN_EPOCHS})")));
+        }
+    }
     let val = r.val_frac.unwrap_or(0.2);
     if !(val > 0.0 && val < 1.0) {
         return Err(bad("val_frac: must be between 0 and 1"));
@@ -1180,17 +1206,10 @@ async fn retrain(
     let st = s.clone();
     let v = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
         let dir = st.models_dir.join(&r.name);
-        let tmp = std::env::temp_dir().join(format!(
-            "miso-retrain-{}-{}.jsonl",
-            std::process::id(),
-            r.name
-        ));
+        // Parsed in memory (no temporary file another user could redirect).
         let lines: Vec<String> = samples.iter().map(|v| v.to_string()).collect();
-        std::fs::write(&tmp, lines.join("\n"))
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        let ds = crate::predictor::data::load(&tmp);
-        let _ = std::fs::remove_file(&tmp);
-        let ds = ds.map_err(|e| bad(format!("stored samples: {e}")))?;
+        let ds = crate::predictor::data::samples_from_text(&lines.join("\n"), "stored sample")
+            .map_err(|e| bad(format!("stored samples: {e}")))?;
         let mut cfg =
             crate::predictor::TrainConfig::new(r.arch.unwrap_or(crate::predictor::Arch::Mlp));
         cfg.name = r.name.clone();
@@ -1341,7 +1360,19 @@ pub async fn serve(cfg: Config, ready: impl FnOnce(SocketAddr)) -> Result<(), St
     ready(addr);
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
+            // SIGINT or SIGTERM: stop accepting, let requests in flight finish, then exit.
+            let term = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut t) => {
+                        t.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term => {}
+            }
         })
         .await
         .map_err(|e| e.to_string())
