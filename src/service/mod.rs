@@ -124,27 +124,27 @@ impl AppState {
         }
     }
 
+    /// The store. A request that panicked while holding it poisoned the lock, but its SQLite
+    /// transaction rolled back when it unwound, so the store is consistent: recover it instead
+    /// of failing every later request.
     fn store(&self) -> Result<std::sync::MutexGuard<'_, Store>, ApiError> {
-        self.store.lock().map_err(|_| {
-            ApiError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "store lock poisoned".into(),
-            )
-        })
+        Ok(self.store.lock().unwrap_or_else(|e| {
+            self.store.clear_poison();
+            e.into_inner()
+        }))
     }
 
     /// The active model (name, predictor), if any. Taken before the store where both are held.
+    /// A model is swapped in whole, so a poisoned lock still holds a usable one.
     #[allow(clippy::type_complexity)]
     fn active(
         &self,
     ) -> Result<std::sync::MutexGuard<'_, Option<(String, crate::predictor::Predictor)>>, ApiError>
     {
-        self.active.lock().map_err(|_| {
-            ApiError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "model lock poisoned".into(),
-            )
-        })
+        Ok(self.active.lock().unwrap_or_else(|e| {
+            self.active.clear_poison();
+            e.into_inner()
+        }))
     }
 }
 
@@ -1376,4 +1376,43 @@ pub async fn serve(cfg: Config, ready: impl FnOnce(SocketAddr)) -> Result<(), St
         })
         .await
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_that_panicked_holding_the_store_does_not_break_the_next() {
+        // Issue 11, item 1: a panic under the store lock used to poison it, and every later
+        // request answered 500.
+        let db = std::env::temp_dir().join(format!("miso-poison-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&db);
+        let s = Arc::new(AppState {
+            store: Mutex::new(Store::open(&db).unwrap()),
+            models_dir: std::env::temp_dir(),
+            active: Mutex::new(None),
+            token: None,
+            open_reads: false,
+            requests: Mutex::new(BTreeMap::new()),
+            errors: AtomicU64::new(0),
+            recommend_ns: AtomicU64::new(0),
+            recommend_count: AtomicU64::new(0),
+        });
+        let s2 = s.clone();
+        let r = std::thread::spawn(move || {
+            let _g = s2.store().ok();
+            let _m = s2.active().ok();
+            panic!("a bug in one request");
+        })
+        .join();
+        assert!(r.is_err(), "the request panicked");
+        assert!(s.store.is_poisoned() && s.active.is_poisoned());
+        let st = s.store().ok().expect("the store is usable again");
+        assert!(st.nodes().unwrap().is_empty());
+        drop(st);
+        assert!(s.active().is_ok());
+        assert!(!s.store.is_poisoned());
+        let _ = std::fs::remove_file(&db);
+    }
 }
