@@ -1482,3 +1482,73 @@ fn retrain_samples_metrics_and_shutdown_hygiene() {
     assert!(err.contains("can be read by other users"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_profiling_phase_whose_job_never_reports_fails_it_and_plans_the_rest() {
+    // Issue 11, item 7: the GPU stayed "profiling" with no error in `miso status`.
+    let dir = tmpdir("silent");
+    let s = start(&dir);
+    let mut a = agent(&s, &dir, &["--interval-ms", "200"]);
+    wait_for("the agent registers", || {
+        req(&s, "GET", "/v1/nodes", Some(TOKEN), None)
+            .1
+            .contains("n1")
+    });
+    let post = |path: &str, body: &str| req(&s, "POST", path, Some(TOKEN), Some(body));
+    // x never reports an iteration; y is a known workload.
+    assert_eq!(
+        post("/v1/jobs", r#"{"id":"x","command":"sleep 600"}"#).0,
+        201
+    );
+    assert_eq!(
+        post(
+            "/v1/jobs",
+            r#"{"id":"y","workload":"resnet_train64","command":"sleep 600"}"#
+        )
+        .0,
+        201
+    );
+    let (c, b) = post(
+        "/v1/nodes/n1/gpus/0/plan",
+        r#"{"jobs":["x","y"],"profile_seconds":1}"#,
+    );
+    assert_eq!(c, 202, "{b}");
+    let job = |id: &str| {
+        let (_, jobs) = req(&s, "GET", "/v1/jobs", Some(TOKEN), None);
+        json(&jobs)
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    wait_for("x fails with the reason", || job("x")["state"] == "failed");
+    let why = job("x")["error"].as_str().unwrap_or_default().to_string();
+    assert!(why.contains("reported no iteration"), "{why}");
+    // The rest of the mix is planned and runs: y on its own instance, no profiling phase left.
+    wait_for("y runs on its instance", || {
+        reported_jobs(&s).get("y").is_some_and(|j| j.3 == "running")
+    });
+    let (_, d) = req(&s, "GET", "/v1/nodes/n1/desired", Some(TOKEN), None);
+    let d = json(&d);
+    assert!(d[0]["profile"].is_null(), "{d}");
+    assert_eq!(d[0]["jobs"][0]["id"], "y", "{d}");
+    // `miso status` shows why x failed.
+    let out = Command::new(env!("CARGO_BIN_EXE_miso"))
+        .args([
+            "status",
+            "--controller",
+            &format!("http://{}", s.addr),
+            "--token-file",
+        ])
+        .arg(dir.join("token"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("reported no iteration"), "{text}");
+    kill_jobs(&s);
+    let _ = a.kill();
+    let _ = a.wait();
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -110,6 +110,9 @@ pub fn run(a: StatusArgs) -> Result<()> {
             "from profiling".into()
         };
         println!("{:<20} {:<9} {}", s(&j["id"]), s(&j["state"]), speeds);
+        if let Some(e) = j["error"].as_str() {
+            println!("{:>20} {e}", "");
+        }
     }
     Ok(())
 }

@@ -1007,6 +1007,7 @@ async fn post_report(
     s.count("report");
     s.auth(&h, true)?;
     let r = body(b)?;
+    let active = s.active()?;
     let st = s.store()?;
     for (k, g) in r.gpus.iter().enumerate() {
         let model =
@@ -1038,7 +1039,14 @@ async fn post_report(
     for g in &r.gpus {
         st.set_actual(&node, g.index, &json!(g))?;
     }
-    Ok(Json(json!({"ok": true})).into_response())
+    // A profiling phase the agent gave up on, or that ran out of time, ends here.
+    let errors: Vec<(u32, String)> = r
+        .gpus
+        .iter()
+        .filter_map(|g| g.error.clone().map(|e| (g.index, e)))
+        .collect();
+    let expired = plan::expire_profiles(&st, active.as_ref(), &node, &errors)?;
+    Ok(Json(json!({"ok": true, "profiling_ended": expired})).into_response())
 }
 
 fn model_name_ok(name: &str) -> Result<(), ApiError> {

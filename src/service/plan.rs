@@ -268,6 +268,7 @@ pub(super) fn plan_gpu(
         );
         let prof = json!({
             "request": request,
+            "started_at": unix_now(),
             "jobs": ids,
             "levels": p.levels,
             "seconds": p.seconds,
@@ -347,6 +348,79 @@ pub(super) fn after_sample(
                 out.push(json!({"node": d.node, "index": d.index, "error": e.1}));
             }
         }
+    }
+    Ok(out)
+}
+
+/// Seconds a profiling phase may run beyond its levels × seconds before it is given up.
+pub(super) const PROFILE_SLACK_S: f64 = 60.0;
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// End the profiling phases of `node` that can no longer end with a sample: the agent gave up
+/// (`errors`: its reported error per GPU index, `profiling: ...`), or the phase ran past its
+/// levels × seconds + [`PROFILE_SLACK_S`]. The jobs of the mix whose speeds are still unknown
+/// fail with the reason (shown by `miso status`); the rest of the mix is planned without them.
+pub(super) fn expire_profiles(
+    st: &Store,
+    active: Option<&(String, Predictor)>,
+    node: &str,
+    errors: &[(u32, String)],
+) -> Result<Vec<Value>, ApiError> {
+    let now = unix_now();
+    let mut out = Vec::new();
+    for d in st.desired(node)? {
+        let Some(p) = &d.profile else { continue };
+        let levels = p["levels"].as_array().map_or(3, |a| a.len()) as f64;
+        let seconds = p["seconds"].as_f64().unwrap_or(10.0);
+        let gave_up = errors
+            .iter()
+            .find(|(i, e)| *i == d.index && e.starts_with("profiling: "));
+        let reason = match (gave_up, p["started_at"].as_f64()) {
+            (Some((_, e)), _) => e.clone(),
+            (None, Some(t0)) if now > t0 + levels * seconds + PROFILE_SLACK_S => format!(
+                "profiling: no sample {:.0} s after the phase began (each job must report its \
+                 iterations over the line protocol)",
+                now - t0
+            ),
+            _ => continue,
+        };
+        let ids = d.profiled();
+        let mut known = Vec::new();
+        for id in &ids {
+            let Some((body, _)) = st.job(id)? else {
+                continue;
+            };
+            let spec = stored_spec(id, body)?;
+            if spec.workload.is_none()
+                && spec.speeds.is_none()
+                && st.latest_sample_for(id)?.is_none()
+            {
+                st.finish_job(id, Some(&reason))?;
+            } else {
+                known.push(id.clone());
+            }
+        }
+        let mut v = json!({"node": d.node, "index": d.index, "profiling_failed": reason});
+        if !known.is_empty() {
+            let o = &p["options"];
+            let opts = super::options(
+                serde_json::from_value(o["objective"].clone()).ok(),
+                o["spare"].as_bool().unwrap_or(false),
+                o["cost_aware"].as_bool().unwrap_or(false),
+            );
+            let model = super::node_gpu(st, &d.node, d.index)?;
+            match plan_gpu(st, active, &d.node, d.index, model, &known, &opts, None) {
+                Ok((_, p)) => v["decision"] = p["decision"].clone(),
+                Err(e) => v["error"] = json!(e.1),
+            }
+        }
+        out.push(v);
     }
     Ok(out)
 }
