@@ -1288,6 +1288,17 @@ fn hostile_ids_names_double_placement_and_huge_lists_are_refused() {
         assert_eq!(c, 400, "job id `{id}`: {b}");
         assert!(b.contains("id"), "{b}");
     }
+    // A type error names the field, nested ones with their path.
+    let (c, b) = post(
+        "/v1/jobs",
+        r#"{"id":"t","workload":"bert_train8","remaining_s":"soon"}"#,
+    );
+    assert!(c == 400 && b.contains("remaining_s"), "{c} {b}");
+    let (c, b) = post(
+        "/v1/nodes",
+        r#"{"name":"n1","gpus":[{"index":-1,"model":"a100"}]}"#,
+    );
+    assert!(c == 400 && b.contains("gpus[0].index"), "{c} {b}");
     // Node names and GPU lists.
     let gpus = r#"[{"index":0,"model":"a100-40gb"},{"index":1,"model":"a100-40gb"}]"#;
     let long = "n".repeat(5000);

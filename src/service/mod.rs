@@ -148,6 +148,18 @@ impl AppState {
     }
 }
 
+/// A JSON value as `T`; a type error names the field's path (`gpus[0].index: ...`).
+fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.inner().to_string()
+        } else {
+            format!("{path}: {}", e.inner())
+        }
+    })
+}
+
 /// The parsed body, or 400 naming the problem (axum says 422 for a body of the wrong shape;
 /// 422 is kept for "valid request, no layout fits"). 413 and 415 pass through.
 fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
@@ -323,8 +335,7 @@ async fn submit_job(
     s.count("jobs");
     s.auth(&h, true)?;
     let raw = body(b)?;
-    let spec: JobSpec =
-        serde_json::from_value(raw.clone()).map_err(|e| bad(format!("job: {e}")))?;
+    let spec: JobSpec = typed(raw.clone()).map_err(|e| bad(format!("job: {e}")))?;
     plain_name("id", &spec.id)?;
     if spec.command.as_deref().is_some_and(|c| c.trim().is_empty()) {
         return Err(bad("command: must not be empty"));
@@ -428,8 +439,7 @@ async fn add_sample(
     let mut raw = body(b)?;
     // `jobs`: the controller job each slot profiled (`null` for none), kept beside the sample.
     let jobs = raw.as_object_mut().and_then(|o| o.remove("jobs"));
-    let rec: SampleRecord =
-        serde_json::from_value(raw.clone()).map_err(|e| bad(format!("sample: {e}")))?;
+    let rec: SampleRecord = typed(raw.clone()).map_err(|e| bad(format!("sample: {e}")))?;
     if rec.format != SAMPLE_FORMAT {
         return Err(bad(format!(
             "format: `{}` (expected {SAMPLE_FORMAT})",
