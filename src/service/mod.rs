@@ -51,6 +51,8 @@ pub struct Config {
 
 struct AppState {
     store: Mutex<Store>,
+    /// A read-only connection for GETs (None: reads share the writer).
+    reader: Option<Mutex<Store>>,
     models_dir: std::path::PathBuf,
     /// The active predictor, swapped in place by activate/retrain (no restart).
     active: Mutex<Option<(String, crate::predictor::Predictor)>>,
@@ -126,12 +128,17 @@ impl AppState {
 
     /// The store. A request that panicked while holding it poisoned the lock, but its SQLite
     /// transaction rolled back when it unwound, so the store is consistent: recover it instead
-    /// of failing every later request.
+    /// of failing every later request. Waiting for it never blocks an async worker.
     fn store(&self) -> Result<std::sync::MutexGuard<'_, Store>, ApiError> {
-        Ok(self.store.lock().unwrap_or_else(|e| {
-            self.store.clear_poison();
-            e.into_inner()
-        }))
+        Ok(lock(&self.store))
+    }
+
+    /// The read connection: the last committed state, without waiting for a writer.
+    fn reader(&self) -> Result<std::sync::MutexGuard<'_, Store>, ApiError> {
+        match &self.reader {
+            Some(r) => Ok(lock(r)),
+            None => self.store(),
+        }
     }
 
     /// The active model (name, predictor), if any. Taken before the store where both are held.
@@ -141,11 +148,30 @@ impl AppState {
         &self,
     ) -> Result<std::sync::MutexGuard<'_, Option<(String, crate::predictor::Predictor)>>, ApiError>
     {
-        Ok(self.active.lock().unwrap_or_else(|e| {
-            self.active.clear_poison();
-            e.into_inner()
-        }))
+        Ok(lock(&self.active))
     }
+}
+
+/// Run blocking work (a lock wait, SQLite, the optimizer) so that the async worker running it
+/// hands its other tasks to another thread first: one slow request never stalls the rest.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// Lock `m` (waiting off the async workers); a lock poisoned by a panicking request is
+/// recovered, its holder's SQLite transaction having rolled back.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    blocking(|| {
+        m.lock().unwrap_or_else(|e| {
+            m.clear_poison();
+            e.into_inner()
+        })
+    })
 }
 
 /// A JSON value as `T`; a type error names the field's path (`gpus[0].index: ...`).
@@ -296,7 +322,7 @@ async fn register_node(
 async fn list_nodes(State(s): State<Arc<AppState>>, h: HeaderMap) -> ApiResult {
     s.count("nodes");
     s.auth(&h, false)?;
-    Ok(Json(s.store()?.nodes()?).into_response())
+    Ok(Json(s.reader()?.nodes()?).into_response())
 }
 
 /// Job ids and node names name folders, files, environment values and lines of exported
@@ -365,7 +391,7 @@ async fn submit_job(
 async fn list_jobs(State(s): State<Arc<AppState>>, h: HeaderMap) -> ApiResult {
     s.count("jobs");
     s.auth(&h, false)?;
-    Ok(Json(s.store()?.jobs()?).into_response())
+    Ok(Json(s.reader()?.jobs()?).into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -568,7 +594,7 @@ async fn recommend(
 async fn state(State(s): State<Arc<AppState>>, h: HeaderMap) -> ApiResult {
     s.count("state");
     s.auth(&h, false)?;
-    let st = s.store()?;
+    let st = s.reader()?;
     Ok(
         Json(json!({"nodes": st.nodes()?, "jobs": st.jobs()?, "samples": st.count("samples")?, "gpus": st.actual()?}))
             .into_response(),
@@ -741,7 +767,7 @@ async fn get_desired(
 ) -> ApiResult {
     s.count("desired");
     s.auth(&h, false)?;
-    let st = s.store()?;
+    let st = s.reader()?;
     let mut v = Vec::new();
     for d in st.desired(&node)? {
         let mut js = Vec::new();
@@ -787,7 +813,7 @@ async fn export_node(
     s.count("export");
     s.auth(&h, false)?;
     let q = q.map_err(|e| bad(format!("query: {}", e.body_text())))?.0;
-    let st = s.store()?;
+    let st = s.reader()?;
     let n = st
         .node(&node)?
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no node `{node}`")))?;
@@ -935,7 +961,7 @@ async fn schedule(
             .filter_map(|j| j["id"].as_str().map(str::to_string))
             .collect(),
     };
-    let placed = plan::schedule(&st, active.as_ref(), &ids, how, &opts, &prof)?;
+    let placed = blocking(|| plan::schedule(&st, active.as_ref(), &ids, how, &opts, &prof))?;
     Ok(Json(json!({"jobs": placed})).into_response())
 }
 
@@ -962,16 +988,18 @@ async fn plan_gpu(
     };
     let prof = profile_settings(r.profile_seconds, r.profile_levels)?;
     let opts = options(r.objective, r.spare, r.cost_aware);
-    let (code, out) = plan::plan_gpu(
-        &st,
-        active.as_ref(),
-        &node,
-        idx,
-        model,
-        &ids,
-        &opts,
-        Some(&prof),
-    )?;
+    let (code, out) = blocking(|| {
+        plan::plan_gpu(
+            &st,
+            active.as_ref(),
+            &node,
+            idx,
+            model,
+            &ids,
+            &opts,
+            Some(&prof),
+        )
+    })?;
     Ok((code, Json(out)).into_response())
 }
 
@@ -1081,7 +1109,7 @@ async fn list_models(State(s): State<Arc<AppState>>, h: HeaderMap) -> ApiResult 
         .lock()
         .ok()
         .and_then(|a| a.as_ref().map(|(n, _)| n.clone()));
-    let registry = s.store()?.models()?;
+    let registry = s.reader()?.models()?;
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(&s.models_dir) {
         let mut dirs: Vec<_> = rd
@@ -1304,8 +1332,10 @@ pub fn router(
     models_dir: std::path::PathBuf,
     active: Option<&str>,
 ) -> Result<Router, String> {
+    let reader = store.reader().map(Mutex::new);
     let s = Arc::new(AppState {
         store: Mutex::new(store),
+        reader,
         models_dir,
         active: Mutex::new(None),
         token,
@@ -1408,6 +1438,7 @@ mod tests {
         let _ = std::fs::remove_file(&db);
         let s = Arc::new(AppState {
             store: Mutex::new(Store::open(&db).unwrap()),
+            reader: None,
             models_dir: std::env::temp_dir(),
             active: Mutex::new(None),
             token: None,

@@ -99,6 +99,16 @@ impl Store {
         Ok(s)
     }
 
+    /// A second connection to the same database for reads: under WAL it reads the last
+    /// committed state while the writer holds a transaction, so reads never wait for a long
+    /// write. `None` for an in-memory database.
+    pub fn reader(&self) -> Option<Store> {
+        let path = self.conn.path().filter(|p| !p.is_empty())?;
+        let conn = Connection::open(path).ok()?;
+        conn.pragma_update(None, "query_only", true).ok()?;
+        Some(Store { conn })
+    }
+
     fn ensure_column(&self, table: &str, col: &str, decl: &str) -> Result<(), StoreError> {
         let mut st = self.conn.prepare(&format!("PRAGMA table_info({table})"))?;
         let names = st
