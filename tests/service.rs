@@ -1487,10 +1487,28 @@ fn retrain_samples_metrics_and_shutdown_hygiene() {
     BufReader::new(c.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
+    // The access log: a line per request, never the token; replies counted by status.
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|x| x.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let other = Server {
+        child: Command::new("true").spawn().unwrap(),
+        addr,
+    };
+    assert_eq!(req(&other, "GET", "/v1/jobs", Some(TOKEN), None).0, 200);
+    assert_eq!(req(&other, "GET", "/v1/jobs?token=x", None, None).0, 401);
+    let (_, m) = req(&other, "GET", "/metrics", Some(TOKEN), None);
+    assert!(m.contains("miso_responses_total{status=\"401\"} 1"), "{m}");
     let _ = c.kill();
     let out = c.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("can be read by other users"), "{err}");
+    assert!(err.contains("access GET /v1/jobs 200"), "{err}");
+    assert!(err.contains("access GET /v1/jobs 401"), "{err}");
+    assert!(!err.contains(TOKEN) && !err.contains("token=x"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
 

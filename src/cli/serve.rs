@@ -30,6 +30,10 @@ pub struct ServeArgs {
     /// Folder of model directories (list/activate/retrain through the API).
     #[arg(long, default_value = "models")]
     models: std::path::PathBuf,
+    /// Do not print the access log (one line per request on standard error: method, path,
+    /// status, milliseconds; never headers, bodies or the token).
+    #[arg(long)]
+    no_access_log: bool,
     /// Model to activate at start when none was active before; `default` is the built-in model
     /// when the folder has no `default`. The model activated through the API survives restarts.
     #[arg(long, default_value = "default")]
@@ -69,6 +73,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
         active_model: Some(a.model.clone()),
         token,
         open_reads: a.open_reads,
+        access_log: !a.no_access_log,
     };
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(miso::service::serve(cfg, |addr| {

@@ -47,6 +47,8 @@ pub struct Config {
     /// Bearer token for writes (and reads unless `open_reads`); `None` only with `insecure`.
     pub token: Option<String>,
     pub open_reads: bool,
+    /// One line per request on standard error.
+    pub access_log: bool,
 }
 
 struct AppState {
@@ -59,6 +61,10 @@ struct AppState {
     token: Option<String>,
     open_reads: bool,
     requests: Mutex<BTreeMap<&'static str, u64>>,
+    /// Replies by HTTP status.
+    statuses: Mutex<BTreeMap<u16, u64>>,
+    /// Print the access log.
+    access_log: bool,
     errors: AtomicU64,
     recommend_ns: AtomicU64,
     recommend_count: AtomicU64,
@@ -69,8 +75,37 @@ pub struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if self.0.is_server_error() {
+            // The controller's own failures are logged with their cause (never a token).
+            eprintln!("error: {} {}", self.0.as_u16(), self.1);
+        }
         (self.0, Json(json!({"error": self.1}))).into_response()
     }
+}
+
+/// One line per request on standard error (method, path without the query, status, time), and
+/// replies counted by status for `/metrics`. Headers, bodies and the token are never logged.
+async fn log_access(
+    State(s): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let t = std::time::Instant::now();
+    let method = req.method().clone();
+    let path: String = req.uri().path().chars().take(200).collect();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    if let Ok(mut m) = s.statuses.lock() {
+        *m.entry(status).or_insert(0) += 1;
+    }
+    if s.access_log {
+        eprintln!(
+            "access {method} {} {status} {:.2} ms",
+            path.escape_debug(),
+            t.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    resp
 }
 
 impl From<StoreError> for ApiError {
@@ -166,12 +201,22 @@ fn blocking<R>(f: impl FnOnce() -> R) -> R {
 /// Lock `m` (waiting off the async workers); a lock poisoned by a panicking request is
 /// recovered, its holder's SQLite transaction having rolled back.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    blocking(|| {
-        m.lock().unwrap_or_else(|e| {
-            m.clear_poison();
-            e.into_inner()
-        })
-    })
+    fn recover<'a, T>(
+        m: &'a Mutex<T>,
+        e: std::sync::PoisonError<std::sync::MutexGuard<'a, T>>,
+    ) -> std::sync::MutexGuard<'a, T> {
+        m.clear_poison();
+        e.into_inner()
+    }
+    // Uncontended (the common case): take it at once; handing the worker's tasks over costs
+    // more than the whole request.
+    match m.try_lock() {
+        Ok(g) => g,
+        Err(std::sync::TryLockError::Poisoned(e)) => recover(m, e),
+        Err(std::sync::TryLockError::WouldBlock) => {
+            blocking(|| m.lock().unwrap_or_else(|e| recover(m, e)))
+        }
+    }
 }
 
 /// A JSON value as `T`; a type error names the field's path (`gpus[0].index: ...`).
@@ -216,6 +261,12 @@ async fn metrics(State(s): State<Arc<AppState>>, h: HeaderMap) -> Result<String,
         "# TYPE miso_request_errors_total counter\nmiso_request_errors_total {}\n",
         s.errors.load(Ordering::Relaxed)
     ));
+    out.push_str("# HELP miso_responses_total API replies by HTTP status.\n# TYPE miso_responses_total counter\n");
+    if let Ok(m) = s.statuses.lock() {
+        for (code, n) in m.iter() {
+            out.push_str(&format!("miso_responses_total{{status=\"{code}\"}} {n}\n"));
+        }
+    }
     let (ns, n) = (
         s.recommend_ns.load(Ordering::Relaxed),
         s.recommend_count.load(Ordering::Relaxed),
@@ -1331,6 +1382,7 @@ pub fn router(
     open_reads: bool,
     models_dir: std::path::PathBuf,
     active: Option<&str>,
+    access_log: bool,
 ) -> Result<Router, String> {
     let reader = store.reader().map(Mutex::new);
     let s = Arc::new(AppState {
@@ -1341,6 +1393,8 @@ pub fn router(
         token,
         open_reads,
         requests: Mutex::new(BTreeMap::new()),
+        statuses: Mutex::new(BTreeMap::new()),
+        access_log,
         errors: AtomicU64::new(0),
         recommend_ns: AtomicU64::new(0),
         recommend_count: AtomicU64::new(0),
@@ -1388,6 +1442,7 @@ pub fn router(
         .route("/v1/models/retrain", post(retrain))
         .route("/v1/predict", post(predict))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(s.clone(), log_access))
         .with_state(s))
 }
 
@@ -1400,6 +1455,7 @@ pub async fn serve(cfg: Config, ready: impl FnOnce(SocketAddr)) -> Result<(), St
         cfg.open_reads,
         cfg.models.clone(),
         cfg.active_model.as_deref(),
+        cfg.access_log,
     )?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -1444,6 +1500,8 @@ mod tests {
             token: None,
             open_reads: false,
             requests: Mutex::new(BTreeMap::new()),
+            statuses: Mutex::new(BTreeMap::new()),
+            access_log: false,
             errors: AtomicU64::new(0),
             recommend_ns: AtomicU64::new(0),
             recommend_count: AtomicU64::new(0),
