@@ -259,11 +259,18 @@ fn out_of_range_flags_exit_2_naming_the_flag() {
         (vec!["--tick-s=-1"], "--tick-s"),
         (vec!["--columns", "arrival=a,work=b"], "--columns"),
         (vec!["--seeds", "5-1"], "--seeds"),
+        (vec!["--gpus", "-1"], "--gpus"),
+        (
+            vec!["--mean-interarrival-s", "-60"],
+            "--mean-interarrival-s",
+        ),
+        (vec!["--limit", "0"], "--limit"),
     ] {
         let out = miso(&[&["simulate"][..], &args].concat());
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let e = String::from_utf8_lossy(&out.stderr);
         assert!(e.contains(want), "{args:?}: {e}");
+        assert_eq!(e.trim().lines().count(), 1, "one line: {e}");
     }
 }
 
