@@ -116,6 +116,7 @@ impl From<StoreError> for ApiError {
             StoreError::Db(e) => {
                 ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("database: {e}"))
             }
+            StoreError::Schema(m) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, m),
         }
     }
 }

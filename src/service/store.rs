@@ -18,6 +18,8 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Schema(String),
 }
 
 pub struct Store {
@@ -77,6 +79,21 @@ CREATE TABLE IF NOT EXISTS decisions (seq INTEGER PRIMARY KEY AUTOINCREMENT, bod
 CREATE TABLE IF NOT EXISTS models (name TEXT PRIMARY KEY, body TEXT NOT NULL, registered_at REAL NOT NULL, active INTEGER NOT NULL DEFAULT 0);
 ";
 
+/// The schema version this miso writes (see `Store::migrate`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Add `col` to `table` when a database made before it lacks it.
+fn ensure_column(conn: &Connection, table: &str, col: &str, decl: &str) -> Result<(), StoreError> {
+    let mut st = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+    let names = st
+        .query_map([], |r| r.get::<_, String>(1))?
+        .collect::<Result<Vec<_>, _>>()?;
+    if !names.iter().any(|n| n == col) {
+        conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {col} {decl}"))?;
+    }
+    Ok(())
+}
+
 fn now_s() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -90,13 +107,38 @@ impl Store {
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(SCHEMA)?;
         let s = Store { conn };
-        // Databases made before these columns existed.
-        s.ensure_column("desired", "jobs", "TEXT NOT NULL DEFAULT '[]'")?;
-        s.ensure_column("samples", "jobs", "TEXT")?;
-        s.ensure_column("desired", "profile", "TEXT")?;
+        s.migrate()?;
         Ok(s)
+    }
+
+    /// Bring the schema to [`SCHEMA_VERSION`] (`PRAGMA user_version` counts the migrations
+    /// applied), each step in one transaction; a database from a newer miso is refused rather
+    /// than written with an older layout.
+    fn migrate(&self) -> Result<(), StoreError> {
+        let v: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if v > SCHEMA_VERSION {
+            return Err(StoreError::Schema(format!(
+                "the database has schema version {v}, newer than this miso's {SCHEMA_VERSION}: use a newer miso"
+            )));
+        }
+        if v < 1 {
+            // 1: the tables; databases made before versioning may lack the later columns.
+            let tx = self.conn.unchecked_transaction()?;
+            tx.execute_batch(SCHEMA)?;
+            for (table, col, decl) in [
+                ("desired", "jobs", "TEXT NOT NULL DEFAULT '[]'"),
+                ("samples", "jobs", "TEXT"),
+                ("desired", "profile", "TEXT"),
+            ] {
+                ensure_column(&tx, table, col, decl)?;
+            }
+            tx.pragma_update(None, "user_version", 1)?;
+            tx.commit()?;
+        }
+        Ok(())
     }
 
     /// A second connection to the same database for reads: under WAL it reads the last
@@ -107,18 +149,6 @@ impl Store {
         let conn = Connection::open(path).ok()?;
         conn.pragma_update(None, "query_only", true).ok()?;
         Some(Store { conn })
-    }
-
-    fn ensure_column(&self, table: &str, col: &str, decl: &str) -> Result<(), StoreError> {
-        let mut st = self.conn.prepare(&format!("PRAGMA table_info({table})"))?;
-        let names = st
-            .query_map([], |r| r.get::<_, String>(1))?
-            .collect::<Result<Vec<_>, _>>()?;
-        if !names.iter().any(|n| n == col) {
-            self.conn
-                .execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {col} {decl}"))?;
-        }
-        Ok(())
     }
 
     /// Register (or re-register) a node. A GPU whose model changed, or that is gone, loses its
@@ -583,4 +613,63 @@ fn desired_rows(conn: &Connection, node: Option<&str>) -> Result<Vec<Desired>, S
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> std::path::PathBuf {
+        let p = std::env::temp_dir().join(format!("miso-store-{}-{name}.db", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        p
+    }
+
+    #[test]
+    fn schema_is_versioned_old_databases_migrate_newer_ones_are_refused() {
+        // A database from before versioning: version 0, `desired` without its later columns.
+        let old = tmp("old");
+        {
+            let c = Connection::open(&old).unwrap();
+            c.execute_batch(
+                "CREATE TABLE desired (node TEXT NOT NULL, idx INTEGER NOT NULL, layout TEXT NOT NULL, PRIMARY KEY (node, idx));
+                 INSERT INTO desired VALUES ('n1', 0, '7g.40gb@0');",
+            )
+            .unwrap();
+        }
+        let s = Store::open(&old).unwrap();
+        let v: i64 = s
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        let d = s.desired("n1").unwrap();
+        assert_eq!(d[0].layout, "7g.40gb@0", "rows kept");
+        assert_eq!(d[0].jobs, serde_json::json!([]));
+        drop(s);
+        assert!(Store::open(&old).is_ok(), "opening again changes nothing");
+        // One from a newer miso is refused, and left as it was.
+        let newer = tmp("newer");
+        {
+            let c = Connection::open(&newer).unwrap();
+            c.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+                .unwrap();
+        }
+        let e = Store::open(&newer)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("newer than this miso"), "{e}");
+        let c = Connection::open(&newer).unwrap();
+        let tables: i64 = c
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 0, "nothing created");
+        let _ = std::fs::remove_file(&old);
+        let _ = std::fs::remove_file(&newer);
+    }
 }
