@@ -652,7 +652,7 @@ fn jobs_profiled_planned_run_checkpointed_moved_finished_and_restarted() {
     );
     assert_eq!(json(&b)["unknown"], serde_json::json!(["x"]));
     // Profiling sample for x (slot 0) through `miso profile --for-jobs`.
-    let out = profile_two(&s, &dir, "0.5", &["--for-jobs", "x,-"]);
+    let out = profile_two(&s, &dir, "1.0", &["--for-jobs", "x,-"]);
     assert!(
         out.status.success(),
         "{}",
@@ -711,6 +711,14 @@ fn jobs_profiled_planned_run_checkpointed_moved_finished_and_restarted() {
         let r = reported_jobs(&s);
         a2.iter()
             .all(|(id, inst)| r.get(id).is_some_and(|j| &j.0 == inst))
+    });
+    // The agent reports a job running as soon as it started it; the job's own log line
+    // follows when its shell gets to it.
+    wait_for("the moved jobs log their restart", || {
+        let log = std::fs::read_to_string(dir.join("jobs.log")).unwrap_or_default();
+        moved
+            .iter()
+            .all(|id| log.contains(&format!("start {id} {} MIG-sim-0000-", a2[*id])))
     });
     let log = std::fs::read_to_string(dir.join("jobs.log")).unwrap();
     for id in &moved {
