@@ -59,6 +59,10 @@ pub struct AgentArgs {
     /// Milliseconds between reconcile passes.
     #[arg(long, default_value_t = 2000, value_parser = range(10u64, 3_600_000))]
     interval_ms: u64,
+    /// Seconds a GPU call (NVML, MPS) may take before the agent gives up on it and reports the
+    /// error; later calls fail at once until the hung one returns.
+    #[arg(long, default_value_t = 60.0, value_parser = range(0.1, 3600.0))]
+    gpu_call_timeout_s: f64,
     /// One pass, then exit.
     #[arg(long)]
     once: bool,
@@ -75,7 +79,10 @@ enum BackendArg {
 }
 
 pub fn run(a: AgentArgs) -> Result<()> {
-    use miso::control::{dryrun::DryRun, nvml::NvmlControl, simulated::SimulatedGpus, GpuControl};
+    use miso::control::{
+        dryrun::DryRun, nvml::NvmlControl, simulated::SimulatedGpus, watchdog::Watchdog,
+        ControlError, GpuControl,
+    };
     let token = read_token(&a.controller.token_file)?;
     let name = a.name.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/etc/hostname")
@@ -83,26 +90,41 @@ pub fn run(a: AgentArgs) -> Result<()> {
             .unwrap_or_else(|_| "node".into())
     });
     let model = gpu::gpu(&a.gpu)?;
-    let mut ctl: Box<dyn GpuControl> = match a.backend {
-        BackendArg::Nvml => Box::new(NvmlControl::new()?),
-        BackendArg::Simulated => {
-            let mut s = match &a.sim_state {
-                Some(p) => SimulatedGpus::persistent(model, a.sim_gpus, p)?,
-                None => SimulatedGpus::new(model, a.sim_gpus),
-            };
-            s.step_delay = std::time::Duration::from_millis(a.step_delay_ms);
-            for f in &a.sim_faults {
-                s.faults
-                    .push(parse_fault(f).with_context(|| format!("--sim-fault {f}"))?);
+    let faults = a
+        .sim_faults
+        .iter()
+        .map(|f| parse_fault(f).with_context(|| format!("--sim-fault {f}")))
+        .collect::<Result<Vec<_>>>()?;
+    let (backend, sim_gpus, sim_state, step_delay) = (
+        a.backend,
+        a.sim_gpus,
+        a.sim_state.clone(),
+        std::time::Duration::from_millis(a.step_delay_ms),
+    );
+    // The backend lives on the watchdog's thread: a driver call that hangs costs one error.
+    let make = move || -> Result<Box<dyn GpuControl>, ControlError> {
+        Ok(match backend {
+            BackendArg::Nvml => Box::new(NvmlControl::new()?),
+            BackendArg::Simulated => {
+                let mut s = match &sim_state {
+                    Some(p) => SimulatedGpus::persistent(model, sim_gpus, p)?,
+                    None => SimulatedGpus::new(model, sim_gpus),
+                };
+                s.step_delay = step_delay;
+                s.faults = faults;
+                Box::new(s)
             }
-            Box::new(s)
-        }
-        BackendArg::DryRun => {
-            let mut d = DryRun::new(model, vec![Layout::empty(); a.sim_gpus]);
-            d.echo = true;
-            Box::new(d)
-        }
+            BackendArg::DryRun => {
+                let mut d = DryRun::new(model, vec![Layout::empty(); sim_gpus]);
+                d.echo = true;
+                Box::new(d)
+            }
+        })
     };
+    let mut ctl = Watchdog::new(
+        make,
+        std::time::Duration::from_secs_f64(a.gpu_call_timeout_s),
+    )?;
     let cfg = miso::service::agent::AgentConfig {
         host: miso::service::client::host_of(&a.controller.controller)
             .map_err(anyhow::Error::msg)
@@ -114,7 +136,7 @@ pub fn run(a: AgentArgs) -> Result<()> {
         state_dir: a.state_dir.clone(),
         grace: std::time::Duration::from_secs_f64(a.checkpoint_grace_s),
     };
-    miso::service::agent::run(&cfg, ctl.as_mut(), &mut |m| eprintln!("agent: {m}"))
+    miso::service::agent::run(&cfg, &mut ctl, &mut |m| eprintln!("agent: {m}"))
         .map_err(anyhow::Error::msg)
 }
 

@@ -12,6 +12,7 @@ pub mod dryrun;
 pub mod mps;
 pub mod nvml;
 pub mod simulated;
+pub mod watchdog;
 
 use serde::Serialize;
 
@@ -93,6 +94,37 @@ pub trait GpuControl {
     /// The caller started process `pid` on `inst`. The driver sees such processes by itself
     /// once they open a CUDA context (NVML ignores this); the simulated GPU records it.
     fn started(&mut self, _gpu: u32, _inst: Instance, _pid: u32) {}
+}
+
+/// A boxed backend is a backend (the agent picks one at run time).
+impl<T: GpuControl + ?Sized> GpuControl for Box<T> {
+    fn list_gpus(&mut self) -> Result<Vec<GpuInfo>, ControlError> {
+        (**self).list_gpus()
+    }
+    fn layout(&mut self, gpu: u32) -> Result<Layout, ControlError> {
+        (**self).layout(gpu)
+    }
+    fn create(&mut self, gpu: u32, inst: Instance) -> Result<(), ControlError> {
+        (**self).create(gpu, inst)
+    }
+    fn destroy(&mut self, gpu: u32, inst: Instance) -> Result<(), ControlError> {
+        (**self).destroy(gpu, inst)
+    }
+    fn processes(&mut self, gpu: u32) -> Result<Vec<GpuProcess>, ControlError> {
+        (**self).processes(gpu)
+    }
+    fn device_id(&mut self, gpu: u32, inst: Option<Instance>) -> Result<String, ControlError> {
+        (**self).device_id(gpu, inst)
+    }
+    fn start_mps(&mut self, gpu: u32, inst: Option<Instance>) -> Result<Mps, ControlError> {
+        (**self).start_mps(gpu, inst)
+    }
+    fn stop_mps(&mut self, mps: &Mps) -> Result<(), ControlError> {
+        (**self).stop_mps(mps)
+    }
+    fn started(&mut self, gpu: u32, inst: Instance, pid: u32) {
+        (**self).started(gpu, inst, pid)
+    }
 }
 
 /// How far an application of a diff got.
