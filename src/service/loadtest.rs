@@ -1,6 +1,8 @@
 //! A bounded load test of the recommendation endpoint, for loopback only: requests are paced at
-//! a fixed rate for a fixed time by a few worker threads; each request's latency (send to full
-//! reply) is recorded. Refuses any address outside 127.0.0.0/8 and ::1.
+//! a fixed rate for a fixed time by a few worker threads; each request's latency is counted from
+//! the moment it was *scheduled* to be sent to its full reply, so a slow server that delays the
+//! next sends shows in the figures (no coordinated omission). Refuses any address outside
+//! 127.0.0.0/8 and ::1.
 
 use std::net::ToSocketAddrs;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -66,11 +68,11 @@ pub fn run(
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
                     std::thread::sleep(wait);
                 }
-                let s = Instant::now();
                 match request(&host, "POST", &path, token.as_deref(), Some(&body)) {
                     Ok((200, _)) => {
                         if let Ok(mut l) = lat.lock() {
-                            l.push(s.elapsed().as_secs_f64() * 1e3);
+                            let since_due = Instant::now().saturating_duration_since(due);
+                            l.push(since_due.as_secs_f64() * 1e3);
                         }
                     }
                     _ => {
