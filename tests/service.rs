@@ -239,30 +239,56 @@ fn acknowledged_writes_survive_sigkill() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-fn agent(s: &Server, dir: &std::path::Path, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_miso"))
-        .args([
-            "agent",
-            "--controller",
-            &format!("http://{}", s.addr),
-            "--name",
-            "n1",
-            "--backend",
-            "simulated",
-            "--gpu",
-            "a100-40gb",
-        ])
-        .arg("--token-file")
-        .arg(dir.join("token"))
-        .arg("--sim-state")
-        .arg(dir.join("gpus.json"))
-        .arg("--state-dir")
-        .arg(dir.join("agent"))
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(agent_log(dir))
-        .spawn()
-        .unwrap()
+/// An agent process, killed when the test ends, failed or not (it would otherwise keep
+/// reconciling, and loading the machine, after a failed test).
+struct Agent(Child);
+
+impl std::ops::Deref for Agent {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Agent {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn agent(s: &Server, dir: &std::path::Path, extra: &[&str]) -> Agent {
+    Agent(
+        Command::new(env!("CARGO_BIN_EXE_miso"))
+            .args([
+                "agent",
+                "--controller",
+                &format!("http://{}", s.addr),
+                "--name",
+                "n1",
+                "--backend",
+                "simulated",
+                "--gpu",
+                "a100-40gb",
+            ])
+            .arg("--token-file")
+            .arg(dir.join("token"))
+            .arg("--sim-state")
+            .arg(dir.join("gpus.json"))
+            .arg("--state-dir")
+            .arg(dir.join("agent"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(agent_log(dir))
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// The agents' stderr, appended to `<dir>/agent.log` (read it when a test fails).
