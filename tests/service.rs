@@ -1615,3 +1615,44 @@ fn a_profiling_phase_whose_job_never_reports_fails_it_and_plans_the_rest() {
     let _ = a.wait();
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn half_open_and_idle_connections_are_closed_and_never_stall_others() {
+    // Issue 11, item 6: connections that never finish their headers were held forever.
+    let dir = tmpdir("idle");
+    let s = start_with(&dir, &["--header-timeout-s", "1"]);
+    let mut held = Vec::new();
+    for i in 0..300 {
+        let mut c = TcpStream::connect(&s.addr).unwrap();
+        if i % 2 == 1 {
+            c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+        }
+        held.push(c);
+    }
+    // Meanwhile a normal client is served.
+    assert_eq!(req(&s, "GET", "/healthz", None, None).0, 200);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // The server closed every one of them: reads see the end of the stream (or a reset).
+    for (i, c) in held.iter_mut().enumerate() {
+        c.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut buf = [0u8; 512];
+        match c.read(&mut buf) {
+            Ok(n) => {
+                let text = String::from_utf8_lossy(&buf[..n]);
+                assert!(
+                    n == 0 || text.contains("408"),
+                    "connection {i} still open: {text}"
+                );
+            }
+            Err(e) => assert!(
+                e.kind() != std::io::ErrorKind::WouldBlock
+                    && e.kind() != std::io::ErrorKind::TimedOut,
+                "connection {i} still open"
+            ),
+        }
+    }
+    assert_eq!(req(&s, "GET", "/healthz", None, None).0, 200);
+    std::fs::remove_dir_all(&dir).ok();
+}

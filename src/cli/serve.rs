@@ -34,6 +34,10 @@ pub struct ServeArgs {
     /// status, milliseconds; never headers, bodies or the token).
     #[arg(long)]
     no_access_log: bool,
+    /// Seconds a client has to send a request's headers once connected (or between requests
+    /// on a kept-alive connection); slower or half-open connections are closed.
+    #[arg(long, default_value_t = 10.0, value_parser = crate::cli::range(0.1, 3600.0))]
+    header_timeout_s: f64,
     /// Model to activate at start when none was active before; `default` is the built-in model
     /// when the folder has no `default`. The model activated through the API survives restarts.
     #[arg(long, default_value = "default")]
@@ -74,6 +78,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
         token,
         open_reads: a.open_reads,
         access_log: !a.no_access_log,
+        header_timeout: std::time::Duration::from_secs_f64(a.header_timeout_s),
     };
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(miso::service::serve(cfg, |addr| {

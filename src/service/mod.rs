@@ -49,6 +49,8 @@ pub struct Config {
     pub open_reads: bool,
     /// One line per request on standard error.
     pub access_log: bool,
+    /// A connection must send a request's headers within this time (or is closed).
+    pub header_timeout: std::time::Duration,
 }
 
 struct AppState {
@@ -1463,24 +1465,77 @@ pub async fn serve(cfg: Config, ready: impl FnOnce(SocketAddr)) -> Result<(), St
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     ready(addr);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            // SIGINT or SIGTERM: stop accepting, let requests in flight finish, then exit.
-            let term = async {
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(mut t) => {
-                        t.recv().await;
-                    }
-                    Err(_) => std::future::pending::<()>().await,
+    // SIGINT or SIGTERM: stop accepting, let requests in flight finish, then exit.
+    let stop = async {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut t) => {
+                    t.recv().await;
                 }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term => {}
+                Err(_) => std::future::pending::<()>().await,
             }
-        })
-        .await
-        .map_err(|e| e.to_string())
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+    };
+    serve_connections(listener, app, cfg.header_timeout, stop).await;
+    Ok(())
+}
+
+/// Accept connections until `stop`, each served by hyper's HTTP/1 with a timer, so a client
+/// that opens a connection and does not finish its request headers within `header_timeout`
+/// (a half-open or idle keep-alive connection included) is disconnected instead of being held
+/// forever. On `stop`, connections finish their requests in flight (at most 30 s).
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    header_timeout: std::time::Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let (quit_tx, quit_rx) = tokio::sync::watch::channel(false);
+    let mut conns = tokio::task::JoinSet::new();
+    tokio::pin!(stop);
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = &mut stop => break,
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                // Out of file descriptors and the like: wait a little, keep serving the rest.
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut quit = quit_rx.clone();
+        conns.spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = quit.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+        // Reap finished connections so the set does not grow.
+        while conns.try_join_next().is_some() {}
+    }
+    let _ = quit_tx.send(true);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
 }
 
 #[cfg(test)]
