@@ -95,7 +95,28 @@ async fn log_access(
     let t = std::time::Instant::now();
     let method = req.method().clone();
     let path: String = req.uri().path().chars().take(200).collect();
-    let resp = next.run(req).await;
+    // The handler runs as its own task: a panic (a bug) is a 500 for this request only.
+    let resp = match tokio::spawn(next.run(req)).await {
+        Ok(r) => r,
+        Err(e) => {
+            let why = match e.try_into_panic() {
+                Ok(p) => p
+                    .downcast_ref::<&str>()
+                    .map(|m| m.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_default(),
+                Err(e) => e.to_string(),
+            };
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!(
+                    "internal error while serving {method} {}: {why}",
+                    path.escape_debug()
+                ),
+            )
+            .into_response()
+        }
+    };
     let status = resp.status().as_u16();
     if let Ok(mut m) = s.statuses.lock() {
         *m.entry(status).or_insert(0) += 1;
@@ -1541,6 +1562,57 @@ async fn serve_connections(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_handler_is_a_500_for_that_request_only() {
+        let db = std::env::temp_dir().join(format!("miso-panic-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&db);
+        let s = Arc::new(AppState {
+            store: Mutex::new(Store::open(&db).unwrap()),
+            reader: None,
+            models_dir: std::env::temp_dir(),
+            active: Mutex::new(None),
+            token: None,
+            open_reads: false,
+            requests: Mutex::new(BTreeMap::new()),
+            statuses: Mutex::new(BTreeMap::new()),
+            access_log: false,
+            errors: AtomicU64::new(0),
+            recommend_ns: AtomicU64::new(0),
+            recommend_count: AtomicU64::new(0),
+        });
+        async fn boom() -> &'static str {
+            panic!("a bug")
+        }
+        let app: Router = Router::new()
+            .route("/boom", get(boom))
+            .route("/healthz", get(healthz))
+            .layer(axum::middleware::from_fn_with_state(s.clone(), log_access))
+            .with_state(s.clone());
+        use tower::ServiceExt;
+        let call = |path: &'static str| {
+            let app = app.clone();
+            async move {
+                let r = app
+                    .oneshot(
+                        axum::http::Request::get(path)
+                            .body(axum::body::Body::empty())
+                            .unwrap(),
+                    )
+                    .await
+                    .unwrap();
+                let status = r.status();
+                let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+                (status, String::from_utf8_lossy(&body).to_string())
+            }
+        };
+        let (c, b) = call("/boom").await;
+        assert_eq!(c, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(b.contains("a bug") && b.contains("/boom"), "{b}");
+        assert_eq!(call("/healthz").await.0, StatusCode::OK);
+        assert_eq!(s.statuses.lock().unwrap().get(&500), Some(&1));
+        let _ = std::fs::remove_file(&db);
+    }
 
     #[test]
     fn a_request_that_panicked_holding_the_store_does_not_break_the_next() {
