@@ -1563,12 +1563,10 @@ async fn serve_connections(
 mod tests {
     use super::*;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_panicking_handler_is_a_500_for_that_request_only() {
-        let db = std::env::temp_dir().join(format!("miso-panic-{}.db", std::process::id()));
-        let _ = std::fs::remove_file(&db);
-        let s = Arc::new(AppState {
-            store: Mutex::new(Store::open(&db).unwrap()),
+    /// A controller state over the database at `db`, no token, no reader connection.
+    fn test_state(db: &std::path::Path) -> Arc<AppState> {
+        Arc::new(AppState {
+            store: Mutex::new(Store::open(db).unwrap()),
             reader: None,
             models_dir: std::env::temp_dir(),
             active: Mutex::new(None),
@@ -1580,7 +1578,14 @@ mod tests {
             errors: AtomicU64::new(0),
             recommend_ns: AtomicU64::new(0),
             recommend_count: AtomicU64::new(0),
-        });
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_handler_is_a_500_for_that_request_only() {
+        let db = std::env::temp_dir().join(format!("miso-panic-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&db);
+        let s = test_state(&db);
         async fn boom() -> &'static str {
             panic!("a bug")
         }
@@ -1620,20 +1625,7 @@ mod tests {
         // request answered 500.
         let db = std::env::temp_dir().join(format!("miso-poison-{}.db", std::process::id()));
         let _ = std::fs::remove_file(&db);
-        let s = Arc::new(AppState {
-            store: Mutex::new(Store::open(&db).unwrap()),
-            reader: None,
-            models_dir: std::env::temp_dir(),
-            active: Mutex::new(None),
-            token: None,
-            open_reads: false,
-            requests: Mutex::new(BTreeMap::new()),
-            statuses: Mutex::new(BTreeMap::new()),
-            access_log: false,
-            errors: AtomicU64::new(0),
-            recommend_ns: AtomicU64::new(0),
-            recommend_count: AtomicU64::new(0),
-        });
+        let s = test_state(&db);
         let s2 = s.clone();
         let r = std::thread::spawn(move || {
             let _g = s2.store().ok();

@@ -334,12 +334,7 @@ pub(super) fn after_sample(
         if !ready {
             continue;
         }
-        let o = &p["options"];
-        let opts = super::options(
-            serde_json::from_value(o["objective"].clone()).ok(),
-            o["spare"].as_bool().unwrap_or(false),
-            o["cost_aware"].as_bool().unwrap_or(false),
-        );
+        let opts = profile_options(p);
         let model = super::node_gpu(st, &d.node, d.index)?;
         match plan_gpu(st, active, &d.node, d.index, model, &ids, &opts, None) {
             Ok((_, v)) => out.push(json!({"node": d.node, "index": d.index, "layout": v["layout"], "decision": v["decision"]})),
@@ -350,6 +345,16 @@ pub(super) fn after_sample(
         }
     }
     Ok(out)
+}
+
+/// The optimizer options a profiling request was made with (applied when it ends).
+fn profile_options(p: &Value) -> Options {
+    let o = &p["options"];
+    super::options(
+        serde_json::from_value(o["objective"].clone()).ok(),
+        o["spare"].as_bool().unwrap_or(false),
+        o["cost_aware"].as_bool().unwrap_or(false),
+    )
 }
 
 /// Seconds a profiling phase may run beyond its levels × seconds before it is given up.
@@ -408,12 +413,7 @@ pub(super) fn expire_profiles(
         }
         let mut v = json!({"node": d.node, "index": d.index, "profiling_failed": reason});
         if !known.is_empty() {
-            let o = &p["options"];
-            let opts = super::options(
-                serde_json::from_value(o["objective"].clone()).ok(),
-                o["spare"].as_bool().unwrap_or(false),
-                o["cost_aware"].as_bool().unwrap_or(false),
-            );
+            let opts = profile_options(p);
             let model = super::node_gpu(st, &d.node, d.index)?;
             match plan_gpu(st, active, &d.node, d.index, model, &known, &opts, None) {
                 Ok((_, p)) => v["decision"] = p["decision"].clone(),
