@@ -15,6 +15,7 @@ use super::{data_dir, load_model, print_json, range};
   miso evaluate                                   # the built-in model on its held-out mixes
   miso evaluate --model models/mine --json
   miso evaluate --features x.npy --targets y.npy  # every sample of these arrays
+  miso evaluate --model models/linear --lofo      # per-family error on families never seen
 
 Lower MAE/MAPE is better; see `miso train --help` for what they measure.")]
 pub struct EvaluateArgs {
@@ -31,6 +32,10 @@ pub struct EvaluateArgs {
     /// The MIG targets (.npy, N×3×7) of --features.
     #[arg(long, requires = "features")]
     targets: Option<std::path::PathBuf>,
+    /// Leave-one-family-out with this model's recipe (architecture, widths, epochs, ensemble,
+    /// seed): retrain once per family without it and print the per-family table.
+    #[arg(long, conflicts_with_all = ["features", "targets"])]
+    lofo: bool,
     /// Share of the mixes held out (as the model was trained with).
     #[arg(long, default_value_t = 0.2, value_parser = range(0.01, 0.99))]
     val_frac: f64,
@@ -41,6 +46,18 @@ pub struct EvaluateArgs {
 
 pub fn run(a: EvaluateArgs) -> Result<()> {
     let p = load_model(&a.model)?;
+    if a.lofo {
+        let ds = predictor::data::load(&data_dir(&a.data)?)?;
+        let mut cfg = predictor::TrainConfig::new(p.meta.arch);
+        cfg.epochs = Some(p.meta.epochs);
+        cfg.seed = p.meta.seed;
+        if !p.meta.hidden.is_empty() {
+            cfg.hidden = p.meta.hidden.clone();
+        }
+        cfg.ensemble = p.meta.ensemble.max(1);
+        let rows = super::train::lofo(&ds, &cfg)?;
+        return super::train::print_lofo(p.meta.arch.name(), Some(&p.meta.name), &rows, a.json);
+    }
     let (ds, split) = match (&a.features, &a.targets) {
         (Some(f), Some(t)) => {
             let (x, y) = predictor::data::read_arrays(f, Some(t))?;

@@ -131,25 +131,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
             .unwrap_or_else(|| "model".into());
     }
     if a.lofo {
-        let mut rows = Vec::new();
-        for fam in ds.families() {
-            let split = ds.family_split(&fam)?;
-            let bar = progress(
-                cfg.epochs() as u64,
-                &format!("{} without {fam}", cfg.arch.name()),
-                "epochs",
-            );
-            let p = predictor::train(&ds, &split, &cfg, &bar)?;
-            bar.finish_and_clear();
-            if !a.json {
-                print_metrics(&format!("{fam} held out"), &p.meta.metrics);
-            }
-            rows.push(json!({"family": fam, "metrics": p.meta.metrics}));
-        }
-        if a.json {
-            return print_json(&json!({"arch": cfg.arch.name(), "lofo": rows}));
-        }
-        return Ok(());
+        let rows = lofo(&ds, &cfg)?;
+        return print_lofo(cfg.arch.name(), None, &rows, a.json);
     }
     let split = match &a.holdout_family {
         Some(f) => ds.family_split(f)?,
@@ -175,5 +158,75 @@ pub fn run(a: TrainArgs) -> Result<()> {
     if let Some(out) = &a.out {
         println!("saved to {}", out.display());
     }
+    Ok(())
+}
+
+/// Leave-one-family-out: train `cfg` once per model family of `ds` with that family held out,
+/// and score the held-out family. (family, its metrics) in family order.
+pub fn lofo(
+    ds: &predictor::Dataset,
+    cfg: &predictor::TrainConfig,
+) -> Result<Vec<(String, predictor::Metrics)>> {
+    let mut rows = Vec::new();
+    for fam in ds.families() {
+        let split = ds.family_split(&fam)?;
+        let bar = progress(
+            cfg.epochs() as u64,
+            &format!("{} without {fam}", cfg.arch.name()),
+            "epochs",
+        );
+        let p = predictor::train(ds, &split, cfg, &bar)?;
+        bar.finish_and_clear();
+        rows.push((fam, p.meta.metrics));
+    }
+    Ok(rows)
+}
+
+/// The per-family LOFO table (or JSON): MAE on the 7g/4g/3g rows, the 7g row, MAPE, and the
+/// mean over families.
+pub fn print_lofo(
+    arch: &str,
+    model: Option<&str>,
+    rows: &[(String, predictor::Metrics)],
+    json_out: bool,
+) -> Result<()> {
+    if json_out {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(f, m)| json!({"family": f, "metrics": m}))
+            .collect();
+        return print_json(&json!({"arch": arch, "model": model, "lofo": v}));
+    }
+    let row7 = |m: &predictor::Metrics| m.mae_by_kind.get("7g").copied().unwrap_or(f64::NAN);
+    println!(
+        "leave-one-family-out, {arch}{}: each family scored by a model trained without it",
+        model
+            .map(|m| format!(" (recipe of {m})"))
+            .unwrap_or_default()
+    );
+    println!(
+        "  {:<12} {:>6} {:>8} {:>8} {:>8}",
+        "family", "jobs", "MAE", "7g row", "MAPE"
+    );
+    for (f, m) in rows {
+        println!(
+            "  {:<12} {:>6} {:>8.4} {:>8.4} {:>7.2}%",
+            f,
+            m.jobs,
+            m.mae,
+            row7(m),
+            m.mape_pct
+        );
+    }
+    let n = rows.len().max(1) as f64;
+    println!(
+        "  {:<12} {:>6} {:>8.4} {:>8.4} {:>7.2}%",
+        "mean",
+        "",
+        rows.iter().map(|r| r.1.mae).sum::<f64>() / n,
+        rows.iter().map(|r| row7(&r.1)).sum::<f64>() / n,
+        rows.iter().map(|r| r.1.mape_pct).sum::<f64>() / n
+    );
+    println!("MAE of the normalised latency on held-out jobs; lower is better.");
     Ok(())
 }
