@@ -205,7 +205,9 @@ fn api_lifecycle_auth_and_validation() {
     assert!(
         m.contains("miso_jobs 1")
             && m.contains("miso_samples 1")
-            && m.contains("miso_requests_total{route=\"recommend\"} 2"),
+            && m.contains("miso_requests_total{route=\"/v1/recommend\",status=\"200\"} 1")
+            && m.contains("miso_requests_total{route=\"/v1/recommend\",status=\"400\"} 1")
+            && m.contains("route=\"/v1/jobs/{id}/finish\""),
         "{m}"
     );
     std::fs::remove_dir_all(&dir).ok();
@@ -1535,7 +1537,10 @@ fn retrain_samples_metrics_and_shutdown_hygiene() {
     assert_eq!(req(&other, "GET", "/v1/jobs", Some(TOKEN), None).0, 200);
     assert_eq!(req(&other, "GET", "/v1/jobs?token=x", None, None).0, 401);
     let (_, m) = req(&other, "GET", "/metrics", Some(TOKEN), None);
-    assert!(m.contains("miso_responses_total{status=\"401\"} 1"), "{m}");
+    assert!(
+        m.contains("miso_requests_total{route=\"/v1/jobs\",status=\"401\"} 1"),
+        "{m}"
+    );
     let _ = c.kill();
     let out = c.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

@@ -62,9 +62,8 @@ struct AppState {
     active: Mutex<Option<(String, crate::predictor::Predictor)>>,
     token: Option<String>,
     open_reads: bool,
-    requests: Mutex<BTreeMap<&'static str, u64>>,
-    /// Replies by HTTP status.
-    statuses: Mutex<BTreeMap<u16, u64>>,
+    /// Replies by (route pattern, HTTP status), counted in one place (`log_access`).
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
     /// Print the access log.
     access_log: bool,
     errors: AtomicU64,
@@ -95,6 +94,11 @@ async fn log_access(
     let t = std::time::Instant::now();
     let method = req.method().clone();
     let path: String = req.uri().path().chars().take(200).collect();
+    // The route pattern (`/v1/jobs/{id}/finish`), never the ids in the path.
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("(no route)".to_string(), |m| m.as_str().to_string());
     // The handler runs as its own task: a panic (a bug) is a 500 for this request only.
     let resp = match tokio::spawn(next.run(req)).await {
         Ok(r) => r,
@@ -118,8 +122,8 @@ async fn log_access(
         }
     };
     let status = resp.status().as_u16();
-    if let Ok(mut m) = s.statuses.lock() {
-        *m.entry(status).or_insert(0) += 1;
+    if let Ok(mut m) = s.requests.lock() {
+        *m.entry((route, status)).or_insert(0) += 1;
     }
     if s.access_log {
         eprintln!(
@@ -156,12 +160,6 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl AppState {
-    fn count(&self, route: &'static str) {
-        if let Ok(mut m) = self.requests.lock() {
-            *m.entry(route).or_insert(0) += 1;
-        }
-    }
-
     fn auth(&self, h: &HeaderMap, write: bool) -> Result<(), ApiError> {
         if !write && self.open_reads {
             return Ok(());
@@ -274,23 +272,19 @@ async fn healthz() -> Json<Value> {
 async fn metrics(State(s): State<Arc<AppState>>, h: HeaderMap) -> Result<String, ApiError> {
     s.auth(&h, false)?;
     let mut out = String::from(
-        "# HELP miso_requests_total API requests by route.\n# TYPE miso_requests_total counter\n",
+        "# HELP miso_requests_total API replies by route and HTTP status.\n# TYPE miso_requests_total counter\n",
     );
     if let Ok(m) = s.requests.lock() {
-        for (r, n) in m.iter() {
-            out.push_str(&format!("miso_requests_total{{route=\"{r}\"}} {n}\n"));
+        for ((r, code), n) in m.iter() {
+            out.push_str(&format!(
+                "miso_requests_total{{route=\"{r}\",status=\"{code}\"}} {n}\n"
+            ));
         }
     }
     out.push_str(&format!(
         "# TYPE miso_request_errors_total counter\nmiso_request_errors_total {}\n",
         s.errors.load(Ordering::Relaxed)
     ));
-    out.push_str("# HELP miso_responses_total API replies by HTTP status.\n# TYPE miso_responses_total counter\n");
-    if let Ok(m) = s.statuses.lock() {
-        for (code, n) in m.iter() {
-            out.push_str(&format!("miso_responses_total{{status=\"{code}\"}} {n}\n"));
-        }
-    }
     let (ns, n) = (
         s.recommend_ns.load(Ordering::Relaxed),
         s.recommend_count.load(Ordering::Relaxed),
@@ -352,7 +346,6 @@ async fn register_node(
     h: HeaderMap,
     b: Result<Json<NodeBody>, JsonRejection>,
 ) -> ApiResult {
-    s.count("nodes");
     s.auth(&h, true)?;
     let n = body(b)?;
     plain_name("name", &n.name)?;
@@ -395,7 +388,6 @@ async fn register_node(
 }
 
 async fn list_nodes(State(s): State<Arc<AppState>>, h: HeaderMap) -> ApiResult {
-    s.count("nodes");
     s.auth(&h, false)?;
     Ok(Json(s.reader()?.nodes()?).into_response())
 }
@@ -433,7 +425,6 @@ async fn submit_job(
     h: HeaderMap,
     b: Result<Json<Value>, JsonRejection>,
 ) -> ApiResult {
-    s.count("jobs");
     s.auth(&h, true)?;
     let raw = body(b)?;
     let spec: JobSpec = typed(raw.clone()).map_err(|e| bad(format!("job: {e}")))?;
@@ -464,7 +455,6 @@ async fn submit_job(
 }
 
 async fn list_jobs(State(s): State<Arc<AppState>>, h: HeaderMap) -> ApiResult {
-    s.count("jobs");
     s.auth(&h, false)?;
     Ok(Json(s.reader()?.jobs()?).into_response())
 }
@@ -485,7 +475,6 @@ async fn finish_job(
     Path(id): Path<String>,
     raw: axum::body::Bytes,
 ) -> ApiResult {
-    s.count("jobs");
     s.auth(&h, true)?;
     let fb: FinishBody = if raw.iter().all(|b| b.is_ascii_whitespace()) {
         FinishBody::default()
@@ -535,7 +524,6 @@ async fn add_sample(
     h: HeaderMap,
     b: Result<Json<Value>, JsonRejection>,
 ) -> ApiResult {
-    s.count("samples");
     s.auth(&h, true)?;
     let mut raw = body(b)?;
     // `jobs`: the controller job each slot profiled (`null` for none), kept beside the sample.
@@ -638,7 +626,6 @@ async fn recommend(
     h: HeaderMap,
     b: Result<Json<RecommendBody>, JsonRejection>,
 ) -> ApiResult {
-    s.count("recommend");
     s.auth(&h, false)?;
     let t = std::time::Instant::now();
     let r = body(b)?;
@@ -667,7 +654,6 @@ async fn recommend(
 }
 
 async fn state(State(s): State<Arc<AppState>>, h: HeaderMap) -> ApiResult {
-    s.count("state");
     s.auth(&h, false)?;
     let st = s.reader()?;
     Ok(
@@ -721,7 +707,6 @@ async fn put_desired(
     Path((node, idx)): Path<(String, u32)>,
     b: Result<Json<DesiredBody>, JsonRejection>,
 ) -> ApiResult {
-    s.count("desired");
     s.auth(&h, true)?;
     let d = body(b)?;
     let st = s.store()?;
@@ -840,7 +825,6 @@ async fn get_desired(
     h: HeaderMap,
     Path(node): Path<String>,
 ) -> ApiResult {
-    s.count("desired");
     s.auth(&h, false)?;
     let st = s.reader()?;
     let mut v = Vec::new();
@@ -885,7 +869,6 @@ async fn export_node(
     Path(node): Path<String>,
     q: Result<axum::extract::Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
-    s.count("export");
     s.auth(&h, false)?;
     let q = q.map_err(|e| bad(format!("query: {}", e.body_text())))?.0;
     let st = s.reader()?;
@@ -1015,7 +998,6 @@ async fn schedule(
     h: HeaderMap,
     b: Result<Json<ScheduleBody>, JsonRejection>,
 ) -> ApiResult {
-    s.count("schedule");
     s.auth(&h, true)?;
     let r = body(b)?;
     let how = match r.placement.as_deref().unwrap_or("fewest-jobs") {
@@ -1048,7 +1030,6 @@ async fn plan_gpu(
     Path((node, idx)): Path<(String, u32)>,
     b: Result<Json<PlanBody>, JsonRejection>,
 ) -> ApiResult {
-    s.count("plan");
     s.auth(&h, true)?;
     let r = body(b)?;
     let active = s.active()?;
@@ -1117,7 +1098,6 @@ async fn post_report(
     Path(node): Path<String>,
     b: Result<Json<ReportBody>, JsonRejection>,
 ) -> ApiResult {
-    s.count("report");
     s.auth(&h, true)?;
     let r = body(b)?;
     let active = s.active()?;
@@ -1177,7 +1157,6 @@ fn model_name_ok(name: &str) -> Result<(), ApiError> {
 
 /// `GET /v1/models`: model directories with their metadata, and which is active.
 async fn list_models(State(s): State<Arc<AppState>>, h: HeaderMap) -> ApiResult {
-    s.count("models");
     s.auth(&h, false)?;
     let active = s
         .active
@@ -1261,7 +1240,6 @@ async fn activate(
     h: HeaderMap,
     Path(name): Path<String>,
 ) -> ApiResult {
-    s.count("models");
     s.auth(&h, true)?;
     let st = s.clone();
     let v = tokio::task::spawn_blocking(move || activate_model(&st, &name, "activated"))
@@ -1295,7 +1273,6 @@ async fn retrain(
     h: HeaderMap,
     b: Result<Json<RetrainBody>, JsonRejection>,
 ) -> ApiResult {
-    s.count("models");
     s.auth(&h, true)?;
     let r = body(b)?;
     model_name_ok(&r.name)?;
@@ -1364,7 +1341,6 @@ async fn predict(
     h: HeaderMap,
     b: Result<Json<SampleRecord>, JsonRejection>,
 ) -> ApiResult {
-    s.count("predict");
     s.auth(&h, false)?;
     let rec = body(b)?;
     let m = plan::sample_matrix(&rec).map_err(bad)?;
@@ -1417,7 +1393,6 @@ pub fn router(
         token,
         open_reads,
         requests: Mutex::new(BTreeMap::new()),
-        statuses: Mutex::new(BTreeMap::new()),
         access_log,
         errors: AtomicU64::new(0),
         recommend_ns: AtomicU64::new(0),
@@ -1573,7 +1548,6 @@ mod tests {
             token: None,
             open_reads: false,
             requests: Mutex::new(BTreeMap::new()),
-            statuses: Mutex::new(BTreeMap::new()),
             access_log: false,
             errors: AtomicU64::new(0),
             recommend_ns: AtomicU64::new(0),
@@ -1615,7 +1589,10 @@ mod tests {
         assert_eq!(c, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(b.contains("a bug") && b.contains("/boom"), "{b}");
         assert_eq!(call("/healthz").await.0, StatusCode::OK);
-        assert_eq!(s.statuses.lock().unwrap().get(&500), Some(&1));
+        assert_eq!(
+            s.requests.lock().unwrap().get(&("/boom".to_string(), 500)),
+            Some(&1)
+        );
         let _ = std::fs::remove_file(&db);
     }
 
