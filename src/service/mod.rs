@@ -84,6 +84,26 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Authentication of every route in one place: `/healthz` is open; reads (GET, and the two
+/// POSTs that compute without storing anything: `/v1/recommend`, `/v1/predict`) need the token
+/// unless `--open-reads`; everything else is a write and always needs it.
+async fn authorize(
+    State(s): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path();
+    if path != "/healthz" {
+        let read = req.method() == axum::http::Method::GET
+            || req.method() == axum::http::Method::HEAD
+            || matches!(path, "/v1/recommend" | "/v1/predict");
+        if let Err(e) = s.auth(req.headers(), !read) {
+            return e.into_response();
+        }
+    }
+    next.run(req).await
+}
+
 /// One line per request on standard error (method, path without the query, status, time), and
 /// replies counted by status for `/metrics`. Headers, bodies and the token are never logged.
 async fn log_access(
@@ -269,8 +289,7 @@ async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-async fn metrics(State(s): State<Arc<AppState>>, h: HeaderMap) -> Result<String, ApiError> {
-    s.auth(&h, false)?;
+async fn metrics(State(s): State<Arc<AppState>>) -> Result<String, ApiError> {
     let mut out = String::from(
         "# HELP miso_requests_total API replies by route and HTTP status.\n# TYPE miso_requests_total counter\n",
     );
@@ -343,10 +362,8 @@ struct NodeGpu {
 
 async fn register_node(
     State(s): State<Arc<AppState>>,
-    h: HeaderMap,
     b: Result<Json<NodeBody>, JsonRejection>,
 ) -> ApiResult {
-    s.auth(&h, true)?;
     let n = body(b)?;
     plain_name("name", &n.name)?;
     if n.gpus.len() > MAX_NODE_GPUS {
@@ -387,8 +404,7 @@ async fn register_node(
     Ok((StatusCode::CREATED, Json(reply)).into_response())
 }
 
-async fn list_nodes(State(s): State<Arc<AppState>>, h: HeaderMap) -> ApiResult {
-    s.auth(&h, false)?;
+async fn list_nodes(State(s): State<Arc<AppState>>) -> ApiResult {
     Ok(Json(s.reader()?.nodes()?).into_response())
 }
 
@@ -422,10 +438,8 @@ const MAX_GPU_INDEX: u32 = 1023;
 /// `command` the agent runs. Without `workload`/`speeds` the job waits for a profiling sample.
 async fn submit_job(
     State(s): State<Arc<AppState>>,
-    h: HeaderMap,
     b: Result<Json<Value>, JsonRejection>,
 ) -> ApiResult {
-    s.auth(&h, true)?;
     let raw = body(b)?;
     let spec: JobSpec = typed(raw.clone()).map_err(|e| bad(format!("job: {e}")))?;
     plain_name("id", &spec.id)?;
@@ -454,8 +468,7 @@ async fn submit_job(
         .into_response())
 }
 
-async fn list_jobs(State(s): State<Arc<AppState>>, h: HeaderMap) -> ApiResult {
-    s.auth(&h, false)?;
+async fn list_jobs(State(s): State<Arc<AppState>>) -> ApiResult {
     Ok(Json(s.reader()?.jobs()?).into_response())
 }
 
@@ -471,11 +484,9 @@ struct FinishBody {
 /// its GPU, and the jobs still there are re-planned (MISO closes the idle gap at once).
 async fn finish_job(
     State(s): State<Arc<AppState>>,
-    h: HeaderMap,
     Path(id): Path<String>,
     raw: axum::body::Bytes,
 ) -> ApiResult {
-    s.auth(&h, true)?;
     let fb: FinishBody = if raw.iter().all(|b| b.is_ascii_whitespace()) {
         FinishBody::default()
     } else {
@@ -521,10 +532,8 @@ async fn finish_job(
 
 async fn add_sample(
     State(s): State<Arc<AppState>>,
-    h: HeaderMap,
     b: Result<Json<Value>, JsonRejection>,
 ) -> ApiResult {
-    s.auth(&h, true)?;
     let mut raw = body(b)?;
     // `jobs`: the controller job each slot profiled (`null` for none), kept beside the sample.
     let jobs = raw.as_object_mut().and_then(|o| o.remove("jobs"));
@@ -623,10 +632,8 @@ fn default_gpu() -> String {
 
 async fn recommend(
     State(s): State<Arc<AppState>>,
-    h: HeaderMap,
     b: Result<Json<RecommendBody>, JsonRejection>,
 ) -> ApiResult {
-    s.auth(&h, false)?;
     let t = std::time::Instant::now();
     let r = body(b)?;
     let g = gpu::gpu(&r.gpu).map_err(|e| bad(format!("gpu: {e}")))?;
@@ -653,8 +660,7 @@ async fn recommend(
     Ok(Json(out).into_response())
 }
 
-async fn state(State(s): State<Arc<AppState>>, h: HeaderMap) -> ApiResult {
-    s.auth(&h, false)?;
+async fn state(State(s): State<Arc<AppState>>) -> ApiResult {
     let st = s.reader()?;
     Ok(
         Json(json!({"nodes": st.nodes()?, "jobs": st.jobs()?, "samples": st.count("samples")?, "gpus": st.actual()?}))
@@ -703,11 +709,9 @@ struct Assigned {
 /// optionally the job on each instance (an operator's override of the planner).
 async fn put_desired(
     State(s): State<Arc<AppState>>,
-    h: HeaderMap,
     Path((node, idx)): Path<(String, u32)>,
     b: Result<Json<DesiredBody>, JsonRejection>,
 ) -> ApiResult {
-    s.auth(&h, true)?;
     let d = body(b)?;
     let st = s.store()?;
     let model = node_gpu(&st, &node, idx)?;
@@ -820,12 +824,7 @@ async fn put_desired(
 }
 
 /// `GET /v1/nodes/{name}/desired`: per GPU the layout and the jobs to run, with their commands.
-async fn get_desired(
-    State(s): State<Arc<AppState>>,
-    h: HeaderMap,
-    Path(node): Path<String>,
-) -> ApiResult {
-    s.auth(&h, false)?;
+async fn get_desired(State(s): State<Arc<AppState>>, Path(node): Path<String>) -> ApiResult {
     let st = s.reader()?;
     let mut v = Vec::new();
     for d in st.desired(&node)? {
@@ -865,11 +864,9 @@ struct ExportQuery {
 /// desired layout get none).
 async fn export_node(
     State(s): State<Arc<AppState>>,
-    h: HeaderMap,
     Path(node): Path<String>,
     q: Result<axum::extract::Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
-    s.auth(&h, false)?;
     let q = q.map_err(|e| bad(format!("query: {}", e.body_text())))?.0;
     let st = s.reader()?;
     let n = st
@@ -995,10 +992,8 @@ struct ScheduleBody {
 /// as in the simulator) and plan each GPU that takes one.
 async fn schedule(
     State(s): State<Arc<AppState>>,
-    h: HeaderMap,
     b: Result<Json<ScheduleBody>, JsonRejection>,
 ) -> ApiResult {
-    s.auth(&h, true)?;
     let r = body(b)?;
     let how = match r.placement.as_deref().unwrap_or("fewest-jobs") {
         "fewest-jobs" => optimizer::Placement::FewestJobs,
@@ -1026,11 +1021,9 @@ async fn schedule(
 /// disruption from the GPU's desired state) and make it the desired state the agent applies.
 async fn plan_gpu(
     State(s): State<Arc<AppState>>,
-    h: HeaderMap,
     Path((node, idx)): Path<(String, u32)>,
     b: Result<Json<PlanBody>, JsonRejection>,
 ) -> ApiResult {
-    s.auth(&h, true)?;
     let r = body(b)?;
     let active = s.active()?;
     let st = s.store()?;
@@ -1094,11 +1087,9 @@ struct JobReport {
 /// `POST /v1/nodes/{name}/report`: what the agent's GPUs have now.
 async fn post_report(
     State(s): State<Arc<AppState>>,
-    h: HeaderMap,
     Path(node): Path<String>,
     b: Result<Json<ReportBody>, JsonRejection>,
 ) -> ApiResult {
-    s.auth(&h, true)?;
     let r = body(b)?;
     let active = s.active()?;
     let st = s.store()?;
@@ -1156,8 +1147,7 @@ fn model_name_ok(name: &str) -> Result<(), ApiError> {
 }
 
 /// `GET /v1/models`: model directories with their metadata, and which is active.
-async fn list_models(State(s): State<Arc<AppState>>, h: HeaderMap) -> ApiResult {
-    s.auth(&h, false)?;
+async fn list_models(State(s): State<Arc<AppState>>) -> ApiResult {
     let active = s
         .active
         .lock()
@@ -1235,12 +1225,7 @@ fn swap_in(
 }
 
 /// `POST /v1/models/{name}/activate`: load a model and swap it in.
-async fn activate(
-    State(s): State<Arc<AppState>>,
-    h: HeaderMap,
-    Path(name): Path<String>,
-) -> ApiResult {
-    s.auth(&h, true)?;
+async fn activate(State(s): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult {
     let st = s.clone();
     let v = tokio::task::spawn_blocking(move || activate_model(&st, &name, "activated"))
         .await
@@ -1270,10 +1255,8 @@ const MAX_RETRAIN_EPOCHS: usize = 1000;
 /// models/<name>, and activate it (hot swap).
 async fn retrain(
     State(s): State<Arc<AppState>>,
-    h: HeaderMap,
     b: Result<Json<RetrainBody>, JsonRejection>,
 ) -> ApiResult {
-    s.auth(&h, true)?;
     let r = body(b)?;
     model_name_ok(&r.name)?;
     if r.name == crate::predictor::BUILTIN_NAME {
@@ -1338,10 +1321,8 @@ async fn retrain(
 /// with the active model.
 async fn predict(
     State(s): State<Arc<AppState>>,
-    h: HeaderMap,
     b: Result<Json<SampleRecord>, JsonRejection>,
 ) -> ApiResult {
-    s.auth(&h, false)?;
     let rec = body(b)?;
     let m = plan::sample_matrix(&rec).map_err(bad)?;
     let real: Vec<bool> = rec.slots.iter().map(|sl| sl.label != "dummy").collect();
@@ -1441,6 +1422,7 @@ pub fn router(
         .route("/v1/models/retrain", post(retrain))
         .route("/v1/predict", post(predict))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(s.clone(), authorize))
         .layer(axum::middleware::from_fn_with_state(s.clone(), log_access))
         .with_state(s))
 }
