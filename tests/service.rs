@@ -1661,3 +1661,22 @@ fn half_open_and_idle_connections_are_closed_and_never_stall_others() {
     assert_eq!(req(&s, "GET", "/healthz", None, None).0, 200);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn open_reads_open_reads_only() {
+    // With --open-reads, reads (GET, /v1/recommend, /v1/predict) need no token; writes still do.
+    let dir = tmpdir("openreads");
+    let s = start_with(&dir, &["--open-reads"]);
+    assert_eq!(req(&s, "GET", "/v1/jobs", None, None).0, 200);
+    assert_eq!(req(&s, "GET", "/metrics", None, None).0, 200);
+    let rec = r#"{"gpu":"a100-40gb","jobs":[{"id":"a","workload":"bert_train8"}]}"#;
+    assert_eq!(req(&s, "POST", "/v1/recommend", None, Some(rec)).0, 200);
+    let job = r#"{"id":"a","workload":"bert_train8"}"#;
+    assert_eq!(req(&s, "POST", "/v1/jobs", None, Some(job)).0, 401);
+    assert_eq!(req(&s, "POST", "/v1/jobs", Some(TOKEN), Some(job)).0, 201);
+    assert_eq!(
+        req(&s, "POST", "/v1/jobs/a/finish", None, Some("{}")).0,
+        401
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
