@@ -496,9 +496,9 @@ async fn finish_job(
     let st = s.store()?;
     let on = st.finish_job(&id, fb.error.as_deref())?;
     let state = if fb.error.is_some() {
-        "failed"
+        store::JobState::Failed
     } else {
-        "finished"
+        store::JobState::Finished
     };
     let mut out = json!({"id": id, "state": state, "replanned": null});
     if let Some((node, idx)) = on {
@@ -763,7 +763,7 @@ async fn put_desired(
                 }
                 match st.job(&j.id)? {
                     None => return Err(f(format!("id: no job `{}`", j.id))),
-                    Some((_, state)) if state == "finished" || state == "failed" => {
+                    Some((_, state)) if state.ended() => {
                         return Err(f(format!("id: job `{}` has {state}", j.id)))
                     }
                     _ => {}

@@ -114,7 +114,7 @@ fn resolve(
     let (body, state) = st
         .job(id)?
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("jobs[{k}]: no job `{id}`")))?;
-    if state == "finished" || state == "failed" {
+    if state.ended() {
         return Err(conflict(format!("jobs[{k}]: job `{id}` has {state}")));
     }
     let mut spec = stored_spec(id, body)?;
@@ -234,7 +234,7 @@ pub(super) fn plan_gpu(
         let (body, state) = st
             .job(id)?
             .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("jobs[{k}]: no job `{id}`")))?;
-        if state == "finished" || state == "failed" {
+        if state.ended() {
             return Err(conflict(format!("jobs[{k}]: job `{id}` has {state}")));
         }
         let spec = stored_spec(id, body)?;
@@ -478,7 +478,7 @@ pub(super) fn schedule(
         let Some((body, state)) = st.job(id)? else {
             continue;
         };
-        if state != "queued" {
+        if state != super::store::JobState::Queued {
             out.push(json!({"id": id, "skipped": format!("job is {state}")}));
             continue;
         }

@@ -26,6 +26,51 @@ pub struct Store {
     conn: Connection,
 }
 
+/// Where a job is in its life; stored as its lowercase name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Submitted, on no GPU.
+    Queued,
+    /// Placed by a plan (or a profiling phase) on a GPU.
+    Running,
+    Finished,
+    /// Ended with an error (the reason is in the job's `error`).
+    Failed,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Finished => "finished",
+            JobState::Failed => "failed",
+        }
+    }
+
+    /// The stored name; anything else (a database edited by hand) reads as queued.
+    fn parse(s: &str) -> JobState {
+        match s {
+            "running" => JobState::Running,
+            "finished" => JobState::Finished,
+            "failed" => JobState::Failed,
+            _ => JobState::Queued,
+        }
+    }
+
+    /// Finished or failed: it will not run again.
+    pub fn ended(self) -> bool {
+        matches!(self, JobState::Finished | JobState::Failed)
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The state a node's GPU should have.
 #[derive(Clone, Debug)]
 pub struct Desired {
@@ -234,10 +279,11 @@ impl Store {
     ) -> Result<Option<(String, u32)>, StoreError> {
         let tx = self.conn.unchecked_transaction()?;
         let state = if failed.is_some() {
-            "failed"
+            JobState::Failed
         } else {
-            "finished"
-        };
+            JobState::Finished
+        }
+        .as_str();
         let n = tx.execute(
             "UPDATE jobs SET state = ?2, finished_at = ?3, body = CASE WHEN ?4 IS NULL THEN body ELSE json_set(body, '$.error', ?4) END WHERE id = ?1 AND state NOT IN ('finished', 'failed')",
             params![id, state, now_s(), failed],
@@ -293,7 +339,7 @@ impl Store {
     }
 
     /// One job's body and state.
-    pub fn job(&self, id: &str) -> Result<Option<(Value, String)>, StoreError> {
+    pub fn job(&self, id: &str) -> Result<Option<(Value, JobState)>, StoreError> {
         let row: Option<(String, String)> = self
             .conn
             .query_row(
@@ -302,7 +348,12 @@ impl Store {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        Ok(row.map(|(b, s)| (serde_json::from_str(&b).unwrap_or(Value::Null), s)))
+        Ok(row.map(|(b, s)| {
+            (
+                serde_json::from_str(&b).unwrap_or(Value::Null),
+                JobState::parse(&s),
+            )
+        }))
     }
 
     /// Jobs with their state, in submission order.
