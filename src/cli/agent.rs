@@ -9,20 +9,10 @@ use miso::gpu::{self, Layout};
 use super::{range, read_token, ControllerArgs};
 
 #[derive(Args)]
-#[command(
-    long_about = "Run the node agent: register this host's GPUs with the controller, then keep \
-each GPU converged to its desired state (level-triggered): checkpoint the jobs whose instance \
-changes (SIGTERM), reconcile the MIG layout, start the jobs on their instances, profile a mix \
-under MPS when the controller asks, report.\n\n\
-A job runs as `sh -c COMMAND` in its own process group with CUDA_VISIBLE_DEVICES (its MIG \
-device), MISO_JOB, MISO_INSTANCE, MISO_CHECKPOINT_DIR and MISO_RESTART. On SIGTERM it saves to \
-MISO_CHECKPOINT_DIR and exits; it resumes from there when started again. It reports progress by \
-printing `miso-iter <seconds per iteration>` lines (examples/train_job.sh follows the protocol).",
-    after_help = "Examples:
+#[command(after_help = "Examples:
   miso agent --name node1 --backend simulated --sim-gpus 2 --controller http://127.0.0.1:7450
   miso agent --name node1 --backend dry-run --once            # print the NVML calls of one pass
-  miso agent --token-file token                               # real GPUs through NVML"
-)]
+  miso agent --token-file token                               # real GPUs through NVML")]
 pub struct AgentArgs {
     #[command(flatten)]
     controller: ControllerArgs,

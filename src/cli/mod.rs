@@ -41,7 +41,7 @@ where start is the placement in memory slices (see `miso layouts`). Errors exit 
   miso simulate                  replay the MISO paper's trace under every policy
   miso gpus                      the GPU models and MIG profiles miso knows
   miso recommend --jobs examples/jobs.json
-  miso serve --insecure-no-auth  a local controller (see README, \"Run the service\")
+  miso serve --insecure-no-auth  a local controller (README, \"Run for real\")
 
 `miso <verb> --help` lists every flag with examples."
 )]
@@ -79,6 +79,17 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run the node agent: register this host's GPUs with the controller, then keep each GPU
     /// converged to its desired state.
+    ///
+    /// Level-triggered: each pass it checkpoints the jobs whose instance changes (SIGTERM),
+    /// reconciles the MIG layout, starts the jobs on their instances, profiles a mix under MPS
+    /// when the controller asks, and reports.
+    ///
+    /// A job runs as `sh -c COMMAND` in its own process group with CUDA_VISIBLE_DEVICES (its
+    /// MIG device), MISO_JOB, MISO_INSTANCE, MISO_CHECKPOINT_DIR and MISO_RESTART. On SIGTERM
+    /// it saves to MISO_CHECKPOINT_DIR and exits; it resumes from there when started again.
+    /// While its GPU profiles the mix under MPS it also gets MISO_REPORT_HOST and
+    /// MISO_REPORT_PORT and writes one line per iteration over TCP: `<MISO_JOB> <seconds>`
+    /// (README, "Job protocol"; examples/train_job.sh follows both protocols).
     Agent(agent::AgentArgs),
     /// What a controller knows: each GPU's desired and reported layout, the jobs on its
     /// instances, profiling phases, and every job's state.
