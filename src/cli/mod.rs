@@ -408,6 +408,66 @@ mod tests {
         assert!(missing.is_empty(), "{}", missing.join("\n"));
     }
 
+    /// Shell-like words of an example line: quotes group, `#` starts a comment, a pipe or a
+    /// redirection ends the command.
+    fn words(line: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cur = String::new();
+        let mut quote: Option<char> = None;
+        let mut any = false;
+        for c in line.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), c) => cur.push(c),
+                (None, '\'' | '"') => {
+                    quote = Some(c);
+                    any = true;
+                }
+                (None, '#' | '|' | '>') => break,
+                (None, c) if c.is_whitespace() => {
+                    if !cur.is_empty() || any {
+                        out.push(std::mem::take(&mut cur));
+                        any = false;
+                    }
+                }
+                (None, c) => cur.push(c),
+            }
+        }
+        if !cur.is_empty() || any {
+            out.push(cur);
+        }
+        out
+    }
+
+    fn examples(c: &clap::Command, out: &mut Vec<String>) {
+        // The verbs' `Examples:` sections (the top level lists verbs with prose beside them).
+        if let Some(h) = c.get_after_help().filter(|_| c.get_name() != "miso") {
+            let text = h.to_string().replace("\\\n", " ");
+            for l in text.lines() {
+                let l = l.trim_start();
+                if l.starts_with("miso ") {
+                    out.push(l.to_string());
+                }
+            }
+        }
+        for s in c.get_subcommands() {
+            examples(s, out);
+        }
+    }
+
+    #[test]
+    fn every_example_in_the_help_parses() {
+        let mut lines = Vec::new();
+        examples(&command(), &mut lines);
+        assert!(lines.len() > 30, "{} examples", lines.len());
+        for l in lines {
+            let w = words(&l);
+            if let Err(e) = command().try_get_matches_from(&w) {
+                panic!("`{l}` does not parse: {e}");
+            }
+        }
+    }
+
     #[test]
     fn one_name_per_idea_across_verbs() {
         // The same idea has one flag name everywhere: --controller, --gpu-index, --gpu.
