@@ -427,89 +427,7 @@ pub fn samples_from_text(text: &str, source: &str) -> Result<Dataset, PredictorE
         let at = format!("{source}:{}", ln + 1);
         let r: SampleRecord =
             serde_json::from_str(line).map_err(|e| PredictorError::Data(format!("{at}: {e}")))?;
-        if r.format != SAMPLE_FORMAT {
-            return Err(PredictorError::Data(format!(
-                "{at}: format `{}` (expected {SAMPLE_FORMAT})",
-                r.format
-            )));
-        }
-        if r.slots.is_empty() || r.slots.len() > SLOTS {
-            return Err(PredictorError::Data(format!(
-                "{at}: slots: {} given, 1..=7 allowed",
-                r.slots.len()
-            )));
-        }
-        let mut lat = [[1.0; SLOTS]; 3];
-        let mut real = [false; SLOTS];
-        let mut slots = [0u16; SLOTS];
-        let mut targets = [[None; KINDS]; SLOTS];
-        let dummy = labels.iter().position(|l| l.dummy).unwrap_or(0);
-        for k in 0..SLOTS {
-            let Some(sr) = r.slots.get(k) else {
-                slots[k] = dummy as u16;
-                targets[k] = labels[dummy].target;
-                continue;
-            };
-            for (l, v) in sr.mps.iter().enumerate() {
-                if !(v.is_finite() && *v > 0.0) {
-                    return Err(PredictorError::Data(format!(
-                        "{at}: slots[{k}].mps[{l}]: {v} is not a positive latency"
-                    )));
-                }
-                lat[l][k] = *v;
-            }
-            let mut t = [None; KINDS];
-            for (name, v) in &sr.mig {
-                let p = KIND_NAMES.iter().position(|n| n == name).ok_or_else(|| {
-                    PredictorError::Data(format!(
-                        "{at}: slots[{k}].mig.{name}: unknown kind (allowed: 1g, 2g, 3g, 4g, 7g)"
-                    ))
-                })?;
-                if !(v.is_finite() && *v > 0.0) {
-                    return Err(PredictorError::Data(format!(
-                        "{at}: slots[{k}].mig.{name}: {v} is not a positive latency"
-                    )));
-                }
-                t[p] = Some(*v);
-            }
-            let norm = [t[4], t[3], t[2]]
-                .iter()
-                .flatten()
-                .cloned()
-                .fold(f64::MIN, f64::max);
-            if norm > 0.0 {
-                for v in t.iter_mut().flatten() {
-                    *v /= norm;
-                }
-            }
-            let li = match labels.iter().position(|l| l.name == sr.label) {
-                Some(i) => i,
-                None => {
-                    labels.push(Label {
-                        name: sr.label.clone(),
-                        family: sr.label.split('_').next().unwrap_or(&sr.label).to_string(),
-                        dummy: sr.label == "dummy",
-                        target: t,
-                    });
-                    labels.len() - 1
-                }
-            };
-            slots[k] = li as u16;
-            real[k] = !labels[li].dummy;
-            targets[k] = if t.iter().any(Option::is_some) {
-                t
-            } else {
-                labels[li].target
-            };
-        }
-        let mps = MpsMatrix::from_latencies(lat, real);
-        mps.validate(&at).map_err(PredictorError::Data)?;
-        samples.push(Sample {
-            mix: r.mix,
-            mps,
-            slots,
-            targets,
-        });
+        samples.push(record_sample(&r, &mut labels, &at)?);
     }
     if samples.is_empty() {
         return Err(PredictorError::Data(format!("{source}: no samples")));
@@ -520,6 +438,104 @@ pub fn samples_from_text(text: &str, source: &str) -> Result<Dataset, PredictorE
         source: source.to_string(),
         fingerprint: format!("{:016x}", fnv1a(bytes, FNV_START)),
     })
+}
+
+/// One record as training reads it (`at` names it in errors): its format, 1-7 slots, positive
+/// latencies, known profile kinds; labels it introduces are added to `labels`.
+fn record_sample(
+    r: &SampleRecord,
+    labels: &mut Vec<Label>,
+    at: &str,
+) -> Result<Sample, PredictorError> {
+    if r.format != SAMPLE_FORMAT {
+        return Err(PredictorError::Data(format!(
+            "{at}: format `{}` (expected {SAMPLE_FORMAT})",
+            r.format
+        )));
+    }
+    if r.slots.is_empty() || r.slots.len() > SLOTS {
+        return Err(PredictorError::Data(format!(
+            "{at}: slots: {} given, 1..=7 allowed",
+            r.slots.len()
+        )));
+    }
+    let mut lat = [[1.0; SLOTS]; 3];
+    let mut real = [false; SLOTS];
+    let mut slots = [0u16; SLOTS];
+    let mut targets = [[None; KINDS]; SLOTS];
+    let dummy = labels.iter().position(|l| l.dummy).unwrap_or(0);
+    for k in 0..SLOTS {
+        let Some(sr) = r.slots.get(k) else {
+            slots[k] = dummy as u16;
+            targets[k] = labels[dummy].target;
+            continue;
+        };
+        for (l, v) in sr.mps.iter().enumerate() {
+            if !(v.is_finite() && *v > 0.0) {
+                return Err(PredictorError::Data(format!(
+                    "{at}: slots[{k}].mps[{l}]: {v} is not a positive latency"
+                )));
+            }
+            lat[l][k] = *v;
+        }
+        let mut t = [None; KINDS];
+        for (name, v) in &sr.mig {
+            let p = KIND_NAMES.iter().position(|n| n == name).ok_or_else(|| {
+                PredictorError::Data(format!(
+                    "{at}: slots[{k}].mig.{name}: unknown kind (allowed: 1g, 2g, 3g, 4g, 7g)"
+                ))
+            })?;
+            if !(v.is_finite() && *v > 0.0) {
+                return Err(PredictorError::Data(format!(
+                    "{at}: slots[{k}].mig.{name}: {v} is not a positive latency"
+                )));
+            }
+            t[p] = Some(*v);
+        }
+        let norm = [t[4], t[3], t[2]]
+            .iter()
+            .flatten()
+            .cloned()
+            .fold(f64::MIN, f64::max);
+        if norm > 0.0 {
+            for v in t.iter_mut().flatten() {
+                *v /= norm;
+            }
+        }
+        let li = match labels.iter().position(|l| l.name == sr.label) {
+            Some(i) => i,
+            None => {
+                labels.push(Label {
+                    name: sr.label.clone(),
+                    family: sr.label.split('_').next().unwrap_or(&sr.label).to_string(),
+                    dummy: sr.label == "dummy",
+                    target: t,
+                });
+                labels.len() - 1
+            }
+        };
+        slots[k] = li as u16;
+        real[k] = !labels[li].dummy;
+        targets[k] = if t.iter().any(Option::is_some) {
+            t
+        } else {
+            labels[li].target
+        };
+    }
+    let mps = MpsMatrix::from_latencies(lat, real);
+    mps.validate(at).map_err(PredictorError::Data)?;
+    Ok(Sample {
+        mix: r.mix,
+        mps,
+        slots,
+        targets,
+    })
+}
+
+/// Check a record exactly as training will read it, so a sample it could not load is refused
+/// before it is stored.
+pub fn check_record(r: &SampleRecord, at: &str) -> Result<(), PredictorError> {
+    record_sample(r, &mut catalog_labels(), at).map(|_| ())
 }
 
 /// Load training data from a MISO directory (with the .npy files) or a samples file.

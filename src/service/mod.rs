@@ -29,7 +29,7 @@ use serde_json::{json, Value};
 
 use crate::gpu::{self, Layout};
 use crate::optimizer::{self, JobSpec, Objective, Options};
-use crate::predictor::data::{SampleRecord, SAMPLE_FORMAT};
+use crate::predictor::data::SampleRecord;
 
 pub use store::{Store, StoreError};
 
@@ -538,34 +538,10 @@ async fn add_sample(
     // `jobs`: the controller job each slot profiled (`null` for none), kept beside the sample.
     let jobs = raw.as_object_mut().and_then(|o| o.remove("jobs"));
     let rec: SampleRecord = typed(raw.clone()).map_err(|e| bad(format!("sample: {e}")))?;
-    if rec.format != SAMPLE_FORMAT {
-        return Err(bad(format!(
-            "format: `{}` (expected {SAMPLE_FORMAT})",
-            rec.format
-        )));
-    }
-    if rec.slots.is_empty() || rec.slots.len() > crate::perf::SLOTS {
-        return Err(bad(format!(
-            "slots: {} given, 1..=7 allowed",
-            rec.slots.len()
-        )));
-    }
-    // Exactly what retraining will read: a sample it could not load is never stored (one such
-    // sample would make every later retrain fail).
-    crate::predictor::data::samples_from_text(&raw.to_string(), "sample")
-        .map_err(|e| bad(e.to_string().replacen("sample:1: ", "", 1)))?;
-    for (k, sl) in rec.slots.iter().enumerate() {
-        if let Some((l, v)) = sl
-            .mps
-            .iter()
-            .enumerate()
-            .find(|(_, v)| !(v.is_finite() && **v > 0.0))
-        {
-            return Err(bad(format!(
-                "slots[{k}].mps[{l}]: {v} is not a positive latency"
-            )));
-        }
-    }
+    // Exactly as retraining will read it (format, 1-7 slots, positive latencies, known profile
+    // kinds): a sample it could not load is never stored, since one such sample would make
+    // every later retrain fail.
+    crate::predictor::data::check_record(&rec, "sample").map_err(|e| bad(e.to_string()))?;
     let active = s.active()?;
     let st = s.store()?;
     if let Some(j) = &jobs {
