@@ -206,26 +206,22 @@ impl AppState {
     /// The store. A request that panicked while holding it poisoned the lock, but its SQLite
     /// transaction rolled back when it unwound, so the store is consistent: recover it instead
     /// of failing every later request. Waiting for it never blocks an async worker.
-    fn store(&self) -> Result<std::sync::MutexGuard<'_, Store>, ApiError> {
-        Ok(lock(&self.store))
+    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        lock(&self.store)
     }
 
     /// The read connection: the last committed state, without waiting for a writer.
-    fn reader(&self) -> Result<std::sync::MutexGuard<'_, Store>, ApiError> {
+    fn reader(&self) -> std::sync::MutexGuard<'_, Store> {
         match &self.reader {
-            Some(r) => Ok(lock(r)),
+            Some(r) => lock(r),
             None => self.store(),
         }
     }
 
     /// The active model (name, predictor), if any. Taken before the store where both are held.
     /// A model is swapped in whole, so a poisoned lock still holds a usable one.
-    #[allow(clippy::type_complexity)]
-    fn active(
-        &self,
-    ) -> Result<std::sync::MutexGuard<'_, Option<(String, crate::predictor::Predictor)>>, ApiError>
-    {
-        Ok(lock(&self.active))
+    fn active(&self) -> std::sync::MutexGuard<'_, Option<(String, crate::predictor::Predictor)>> {
+        lock(&self.active)
     }
 }
 
@@ -309,7 +305,7 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Result<String, ApiError> {
         s.recommend_count.load(Ordering::Relaxed),
     );
     out.push_str(&format!("# TYPE miso_recommend_seconds summary\nmiso_recommend_seconds_sum {}\nmiso_recommend_seconds_count {n}\n", ns as f64 / 1e9));
-    let st = s.store()?;
+    let st = s.store();
     for t in ["nodes", "jobs", "samples", "decisions"] {
         out.push_str(&format!(
             "# TYPE miso_{t} gauge\nmiso_{t} {}\n",
@@ -395,7 +391,7 @@ async fn register_node(
         gpus.push(json!({"index": g.index, "model": m.short, "uuid": g.uuid}));
     }
     let v = json!({"name": n.name, "gpus": gpus});
-    let reset = s.store()?.put_node(&n.name, &v)?;
+    let reset = s.store().put_node(&n.name, &v)?;
     let mut reply = v;
     if !reset.is_empty() {
         // GPUs whose model changed or that are gone: their old plans were dropped.
@@ -405,7 +401,7 @@ async fn register_node(
 }
 
 async fn list_nodes(State(s): State<Arc<AppState>>) -> ApiResult {
-    Ok(Json(s.reader()?.nodes()?).into_response())
+    Ok(Json(s.reader().nodes()?).into_response())
 }
 
 /// Job ids and node names name folders, files, environment values and lines of exported
@@ -460,7 +456,7 @@ async fn submit_job(
     check
         .resolve(g, &Layout::empty(), 0)
         .map_err(|e| bad(e.to_string().replace("jobs[0].", "")))?;
-    s.store()?.add_job(&spec.id, &raw)?;
+    s.store().add_job(&spec.id, &raw)?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"id": spec.id, "state": "queued"})),
@@ -469,7 +465,7 @@ async fn submit_job(
 }
 
 async fn list_jobs(State(s): State<Arc<AppState>>) -> ApiResult {
-    Ok(Json(s.reader()?.jobs()?).into_response())
+    Ok(Json(s.reader().jobs()?).into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -492,8 +488,8 @@ async fn finish_job(
     } else {
         serde_json::from_slice(&raw).map_err(|e| bad(format!("body: {e}")))?
     };
-    let active = s.active()?;
-    let st = s.store()?;
+    let active = s.active();
+    let st = s.store();
     let on = st.finish_job(&id, fb.error.as_deref())?;
     let state = if fb.error.is_some() {
         store::JobState::Failed
@@ -542,8 +538,8 @@ async fn add_sample(
     // kinds): a sample it could not load is never stored, since one such sample would make
     // every later retrain fail.
     crate::predictor::data::check_record(&rec, "sample").map_err(|e| bad(e.to_string()))?;
-    let active = s.active()?;
-    let st = s.store()?;
+    let active = s.active();
+    let st = s.store();
     if let Some(j) = &jobs {
         let a = j
             .as_array()
@@ -637,7 +633,7 @@ async fn recommend(
 }
 
 async fn state(State(s): State<Arc<AppState>>) -> ApiResult {
-    let st = s.reader()?;
+    let st = s.reader();
     Ok(
         Json(json!({"nodes": st.nodes()?, "jobs": st.jobs()?, "samples": st.count("samples")?, "gpus": st.actual()?}))
             .into_response(),
@@ -689,7 +685,7 @@ async fn put_desired(
     b: Result<Json<DesiredBody>, JsonRejection>,
 ) -> ApiResult {
     let d = body(b)?;
-    let st = s.store()?;
+    let st = s.store();
     let model = node_gpu(&st, &node, idx)?;
     if d.layout.trim().is_empty() {
         return Err(bad(
@@ -801,7 +797,7 @@ async fn put_desired(
 
 /// `GET /v1/nodes/{name}/desired`: per GPU the layout and the jobs to run, with their commands.
 async fn get_desired(State(s): State<Arc<AppState>>, Path(node): Path<String>) -> ApiResult {
-    let st = s.reader()?;
+    let st = s.reader();
     let mut v = Vec::new();
     for d in st.desired(&node)? {
         let mut js = Vec::new();
@@ -844,7 +840,7 @@ async fn export_node(
     q: Result<axum::extract::Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
     let q = q.map_err(|e| bad(format!("query: {}", e.body_text())))?.0;
-    let st = s.reader()?;
+    let st = s.reader();
     let n = st
         .node(&node)?
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no node `{node}`")))?;
@@ -978,8 +974,8 @@ async fn schedule(
     };
     let prof = profile_settings(r.profile_seconds, r.profile_levels)?;
     let opts = options(r.objective, r.spare, r.cost_aware);
-    let active = s.active()?;
-    let st = s.store()?;
+    let active = s.active();
+    let st = s.store();
     let ids = match r.jobs {
         Some(j) => j,
         None => st
@@ -1001,8 +997,8 @@ async fn plan_gpu(
     b: Result<Json<PlanBody>, JsonRejection>,
 ) -> ApiResult {
     let r = body(b)?;
-    let active = s.active()?;
-    let st = s.store()?;
+    let active = s.active();
+    let st = s.store();
     let model = node_gpu(&st, &node, idx)?;
     let ids = match r.jobs {
         Some(j) => j,
@@ -1067,8 +1063,8 @@ async fn post_report(
     b: Result<Json<ReportBody>, JsonRejection>,
 ) -> ApiResult {
     let r = body(b)?;
-    let active = s.active()?;
-    let st = s.store()?;
+    let active = s.active();
+    let st = s.store();
     for (k, g) in r.gpus.iter().enumerate() {
         let model =
             node_gpu(&st, &node, g.index).map_err(|e| bad(format!("gpus[{k}].index: {}", e.1)))?;
@@ -1124,12 +1120,8 @@ fn model_name_ok(name: &str) -> Result<(), ApiError> {
 
 /// `GET /v1/models`: model directories with their metadata, and which is active.
 async fn list_models(State(s): State<Arc<AppState>>) -> ApiResult {
-    let active = s
-        .active
-        .lock()
-        .ok()
-        .and_then(|a| a.as_ref().map(|(n, _)| n.clone()));
-    let registry = s.reader()?.models()?;
+    let active = s.active().as_ref().map(|(n, _)| n.clone());
+    let registry = s.reader().models()?;
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(&s.models_dir) {
         let mut dirs: Vec<_> = rd
@@ -1191,11 +1183,11 @@ fn swap_in(
     let arch = p.meta.arch.name();
     let mae = p.meta.metrics.mae;
     let v = json!({"active": name, "arch": arch, "mae": mae});
-    s.store()?.activate_model(
+    s.store().activate_model(
         name,
         &json!({"arch": arch, "mae": mae, "recipe": p.meta.recipe, "how": how}),
     )?;
-    let mut a = s.active()?;
+    let mut a = s.active();
     *a = Some((name.to_string(), p));
     Ok(v)
 }
@@ -1250,7 +1242,7 @@ async fn retrain(
     if !(val > 0.0 && val < 1.0) {
         return Err(bad("val_frac: must be between 0 and 1"));
     }
-    let samples = s.store()?.samples()?;
+    let samples = s.store().samples()?;
     if samples.len() < 10 {
         return Err(ApiError(
             StatusCode::CONFLICT,
@@ -1302,7 +1294,7 @@ async fn predict(
     let rec = body(b)?;
     let m = plan::sample_matrix(&rec).map_err(bad)?;
     let real: Vec<bool> = rec.slots.iter().map(|sl| sl.label != "dummy").collect();
-    let a = s.active()?;
+    let a = s.active();
     let (name, p) = a.as_ref().ok_or_else(|| {
         ApiError(
             StatusCode::CONFLICT,
@@ -1357,11 +1349,7 @@ pub fn router(
     });
     // The model active when the controller stopped wins over the start-up default (when its
     // folder is still there).
-    let remembered = s
-        .store()
-        .map_err(|e| e.1)?
-        .active_model()
-        .map_err(|e| e.to_string())?;
+    let remembered = s.store().active_model().map_err(|e| e.to_string())?;
     let candidates = [
         (remembered.as_deref(), "active before the restart"),
         (active, "activated at start"),
@@ -1563,18 +1551,18 @@ mod tests {
         let s = test_state(&db);
         let s2 = s.clone();
         let r = std::thread::spawn(move || {
-            let _g = s2.store().ok();
-            let _m = s2.active().ok();
+            let _g = s2.store();
+            let _m = s2.active();
             panic!("a bug in one request");
         })
         .join();
         assert!(r.is_err(), "the request panicked");
         assert!(s.store.is_poisoned() && s.active.is_poisoned());
-        let st = s.store().ok().expect("the store is usable again");
+        let st = s.store();
         assert!(st.nodes().unwrap().is_empty());
         drop(st);
-        assert!(s.active().is_ok());
-        assert!(!s.store.is_poisoned());
+        drop(s.active());
+        assert!(!s.store.is_poisoned() && !s.active.is_poisoned());
         let _ = std::fs::remove_file(&db);
     }
 }
