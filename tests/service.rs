@@ -1455,6 +1455,13 @@ fn retrain_samples_metrics_and_shutdown_hygiene() {
     let models = dir.join("models");
     std::fs::create_dir_all(&models).unwrap();
     let s = start_with(&dir, &["--models", models.to_str().unwrap()]);
+    // With no model folder, the built-in model is listed as `default`, active.
+    let (_, b) = req(&s, "GET", "/v1/models", Some(TOKEN), None);
+    let v = json(&b);
+    assert_eq!(v[0]["name"], "default", "{b}");
+    assert_eq!(v[0]["built_in"], true, "{b}");
+    assert_eq!(v[0]["active"], true, "{b}");
+    assert_eq!(v[0]["arch"], "mlp", "{b}");
     // Retraining may not overwrite the shipped model, nor run for 1e12 epochs.
     for (body, want) in [
         (r#"{"name":"default","arch":"linear"}"#, "shipped model"),

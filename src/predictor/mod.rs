@@ -367,6 +367,13 @@ impl Predictor {
         Predictor::from_files(&Files::Builtin)
     }
 
+    /// The metadata (`model.json`) of the built-in model, without loading its weights.
+    pub fn builtin_meta() -> Result<ModelMeta, PredictorError> {
+        let files = Files::Builtin;
+        serde_json::from_slice(&files.read("model.json")?)
+            .map_err(|e| PredictorError::Model(format!("{}: {e}", files.label("model.json"))))
+    }
+
     /// Model `name` under `models_dir`; `default` falls back to the built-in model when the
     /// folder has none.
     pub fn load_named(models_dir: &Path, name: &str) -> Result<Predictor, PredictorError> {

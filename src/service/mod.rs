@@ -1122,6 +1122,11 @@ fn model_name_ok(name: &str) -> Result<(), ApiError> {
 async fn list_models(State(s): State<Arc<AppState>>) -> ApiResult {
     let active = s.active().as_ref().map(|(n, _)| n.clone());
     let registry = s.reader().models()?;
+    let entry = |name: &str, meta: &Value| {
+        json!({"name": name, "active": active.as_deref() == Some(name), "arch": meta["arch"], "feature_version": meta["feature_version"],
+            "mae": meta["metrics"]["mae"], "data_fingerprint": meta["data_fingerprint"], "split": meta["split"],
+            "recipe": meta["recipe"], "registered": registry.get(name).map(|(b, t)| json!({"at": t, "how": b["how"]}))})
+    };
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(&s.models_dir) {
         let mut dirs: Vec<_> = rd
@@ -1139,20 +1144,16 @@ async fn list_models(State(s): State<Arc<AppState>>) -> ApiResult {
                 .ok()
                 .and_then(|t| serde_json::from_str(&t).ok())
                 .unwrap_or(Value::Null);
-            let reg = registry.get(&name);
-            out.push(json!({"name": name, "active": active.as_deref() == Some(name.as_str()), "arch": meta["arch"], "feature_version": meta["feature_version"],
-                "mae": meta["metrics"]["mae"], "data_fingerprint": meta["data_fingerprint"], "split": meta["split"],
-                "recipe": meta["recipe"], "registered": reg.map(|(b, t)| json!({"at": t, "how": b["how"]}))}));
+            out.push(entry(&name, &meta));
         }
     }
     // The model compiled into the binary answers to `default` when the folder has none.
     let builtin = crate::predictor::BUILTIN_NAME;
     if !out.iter().any(|m| m["name"] == builtin) {
-        if let Ok(p) = crate::predictor::Predictor::builtin() {
-            let meta = serde_json::to_value(&p.meta).unwrap_or(Value::Null);
-            out.push(json!({"name": builtin, "active": active.as_deref() == Some(builtin), "arch": meta["arch"], "feature_version": meta["feature_version"],
-                "mae": meta["metrics"]["mae"], "data_fingerprint": meta["data_fingerprint"], "split": meta["split"],
-                "recipe": meta["recipe"], "built_in": true, "registered": registry.get(builtin).map(|(b, t)| json!({"at": t, "how": b["how"]}))}));
+        if let Ok(meta) = crate::predictor::Predictor::builtin_meta() {
+            let mut e = entry(builtin, &serde_json::to_value(&meta).unwrap_or(Value::Null));
+            e["built_in"] = json!(true);
+            out.push(e);
         }
     }
     Ok(Json(out).into_response())
