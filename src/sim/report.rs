@@ -80,25 +80,40 @@ pub fn jct_cdf_svg(outcomes: &[Outcome]) -> Result<String, String> {
             let mut v = o.jct_s.clone();
             v.sort_by(f64::total_cmp);
             let n = v.len().max(1) as f64;
-            let c = color(k);
-            let w = stroke(k, outcomes.len());
-            chart
-                .draw_series(LineSeries::new(
-                    v.iter()
-                        .enumerate()
-                        .map(|(i, t)| (t.max(lo), (i + 1) as f64 / n)),
-                    c.stroke_width(w),
-                ))
-                .map_err(err)?
-                .label(format!("{} (avg {:.0} s)", o.policy, o.metrics.avg_jct_s))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3))
-                });
+            let pts = v
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.max(lo), (i + 1) as f64 / n));
+            let label = format!("{} (avg {:.0} s)", o.policy, o.metrics.avg_jct_s);
+            policy_line(&mut chart, pts, k, outcomes.len(), label)?;
         }
         legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         root.present().map_err(err)?;
     }
     Ok(svg)
+}
+
+/// Policy `k` of `n` as a line in its colour, with its legend entry.
+fn policy_line<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    pts: impl IntoIterator<Item = (X::ValueType, Y::ValueType)>,
+    k: usize,
+    n: usize,
+    label: String,
+) -> DrawResult
+where
+    X: plotters::coord::ranged1d::Ranged,
+    Y: plotters::coord::ranged1d::Ranged,
+    X::ValueType: Clone + 'static,
+    Y::ValueType: Clone + 'static,
+{
+    let c = color(k);
+    chart
+        .draw_series(LineSeries::new(pts, c.stroke_width(stroke(k, n))))
+        .map_err(err)?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
+    Ok(())
 }
 
 fn legend<'a, X, Y>(
@@ -158,7 +173,6 @@ pub fn stp_svg(outcomes: &[Outcome]) -> Result<String, String> {
             .draw()
             .map_err(err)?;
         for (k, o) in outcomes.iter().enumerate() {
-            let c = color(k);
             // A step line: each interval's value held until the next point.
             let mut pts = Vec::with_capacity(2 * o.stp.len());
             let mut last = 0.0;
@@ -167,16 +181,8 @@ pub fn stp_svg(outcomes: &[Outcome]) -> Result<String, String> {
                 pts.push((t, v));
                 last = v;
             }
-            chart
-                .draw_series(LineSeries::new(
-                    pts,
-                    c.stroke_width(stroke(k, outcomes.len())),
-                ))
-                .map_err(err)?
-                .label(format!("{} (mean {:.2})", o.policy, o.metrics.avg_stp))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3))
-                });
+            let label = format!("{} (mean {:.2})", o.policy, o.metrics.avg_stp);
+            policy_line(&mut chart, pts, k, outcomes.len(), label)?;
         }
         legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         root.present().map_err(err)?;
