@@ -709,15 +709,7 @@ async fn put_desired(
             l.label(model)
         )));
     }
-    // Where every job already runs, so a job is never placed on two GPUs.
-    let mut placed = std::collections::HashMap::new();
-    for o in st.desired_all()? {
-        if o.node != node || o.index != idx {
-            for id in o.job_ids() {
-                placed.insert(id, (o.node.clone(), o.index));
-            }
-        }
-    }
+    let placed = plan::placed_elsewhere(&st, &node, idx)?;
     let jobs: Vec<Assigned> = match d.jobs {
         Some(js) => {
             let mut ids = std::collections::HashSet::new();

@@ -20,11 +20,29 @@ use crate::predictor::Predictor;
 use super::store::Desired;
 use super::{bad, ApiError, Store};
 
+/// Every job the desired state puts on a GPU other than GPU `idx` of `node`, with that GPU: a
+/// job is never placed on two GPUs.
+pub(super) fn placed_elsewhere(
+    st: &Store,
+    node: &str,
+    idx: u32,
+) -> Result<std::collections::HashMap<String, (String, u32)>, ApiError> {
+    let mut placed = std::collections::HashMap::new();
+    for d in st.desired_all()? {
+        if d.node != node || d.index != idx {
+            for id in d.job_ids() {
+                placed.insert(id, (d.node.clone(), d.index));
+            }
+        }
+    }
+    Ok(placed)
+}
+
 /// The most jobs one `POST /v1/schedule` places.
 pub(super) const MAX_SCHEDULE_JOBS: usize = 10_000;
 
 /// The most jobs one GPU of this model can hold at once (one per smallest instance).
-fn current_capacity(model: &crate::gpu::GpuModel) -> usize {
+fn gpu_capacity(model: &crate::gpu::GpuModel) -> usize {
     model.compute_slices as usize
 }
 
@@ -196,12 +214,12 @@ pub(super) fn plan_gpu(
                 .and_then(|j| j["instance"].as_str().map(str::to_string))
         })
     };
-    if ids.len() > current_capacity(model) {
+    if ids.len() > gpu_capacity(model) {
         return Err(bad(format!(
             "jobs: {} jobs; one {} holds at most {}",
             ids.len(),
             model.name,
-            current_capacity(model)
+            gpu_capacity(model)
         )));
     }
     let mut seen = std::collections::HashSet::new();
@@ -210,17 +228,15 @@ pub(super) fn plan_gpu(
             return Err(bad(format!("jobs[{k}]: `{id}` given twice")));
         }
     }
-    for d in st.desired_all()? {
-        if d.node == node && d.index == idx {
-            continue;
-        }
-        let here: std::collections::HashSet<String> = d.job_ids().into_iter().collect();
-        if let Some((k, id)) = ids.iter().enumerate().find(|(_, id)| here.contains(*id)) {
-            return Err(conflict(format!(
-                "jobs[{k}]: job `{id}` runs on GPU {} of node `{}`",
-                d.index, d.node
-            )));
-        }
+    let elsewhere = placed_elsewhere(st, node, idx)?;
+    if let Some((k, id, (n, i))) = ids
+        .iter()
+        .enumerate()
+        .find_map(|(k, id)| elsewhere.get(id).map(|at| (k, id, at)))
+    {
+        return Err(conflict(format!(
+            "jobs[{k}]: job `{id}` runs on GPU {i} of node `{n}`"
+        )));
     }
     let dropped: Vec<String> = desired
         .job_ids()
