@@ -566,6 +566,18 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// Job `id` as `GET /v1/jobs` lists it.
+fn job(s: &Server, id: &str) -> serde_json::Value {
+    let (_, jobs) = req(s, "GET", "/v1/jobs", Some(TOKEN), None);
+    json(&jobs)
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no job `{id}` in {jobs}"))
+}
+
 fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
 }
@@ -1391,14 +1403,10 @@ fn hostile_ids_names_double_placement_and_huge_lists_are_refused() {
     );
     assert_eq!(c, 200, "{b}");
     let state = |id: &str| {
-        let (_, jobs) = req(&s, "GET", "/v1/jobs", Some(TOKEN), None);
-        json(&jobs)
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|j| j["id"] == id)
-            .map(|j| j["state"].as_str().unwrap_or_default().to_string())
-            .unwrap()
+        job(&s, id)["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     };
     assert_eq!(state("b"), "running");
     let (c, b) = put("/v1/nodes/n1/gpus/1/desired", r#"{"layout":"4g.20gb@0"}"#);
@@ -1588,16 +1596,7 @@ fn a_profiling_phase_whose_job_never_reports_fails_it_and_plans_the_rest() {
         r#"{"jobs":["x","y"],"profile_seconds":1}"#,
     );
     assert_eq!(c, 202, "{b}");
-    let job = |id: &str| {
-        let (_, jobs) = req(&s, "GET", "/v1/jobs", Some(TOKEN), None);
-        json(&jobs)
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|j| j["id"] == id)
-            .cloned()
-            .unwrap()
-    };
+    let job = |id: &str| job(&s, id);
     wait_for("x fails with the reason", || job("x")["state"] == "failed");
     let why = job("x")["error"].as_str().unwrap_or_default().to_string();
     assert!(why.contains("reported no iteration"), "{why}");
