@@ -252,31 +252,26 @@ where
 
 /// A finite number of at least `lo` (seconds, rates).
 pub fn at_least(lo: f64) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync + 'static {
-    move |s: &str| {
-        let v: f64 = s
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{s}` is not a number"))?;
-        if v.is_finite() && v >= lo {
-            Ok(v)
-        } else {
-            Err(format!(
-                "{v} is out of range: must be a finite number ≥ {lo}"
-            ))
-        }
-    }
+    move |s: &str| finite(s, |v| v >= lo, &format!("≥ {lo}"))
 }
 
 /// A finite number greater than zero.
 pub fn positive(s: &str) -> Result<f64, String> {
+    finite(s, |v| v > 0.0, "> 0")
+}
+
+/// `s` as a finite number that satisfies `ok`, else why not (`rule` says what is allowed).
+fn finite(s: &str, ok: impl Fn(f64) -> bool, rule: &str) -> Result<f64, String> {
     let v: f64 = s
         .trim()
         .parse()
         .map_err(|_| format!("`{s}` is not a number"))?;
-    if v.is_finite() && v > 0.0 {
+    if v.is_finite() && ok(v) {
         Ok(v)
     } else {
-        Err(format!("{v} is out of range: must be a finite number > 0"))
+        Err(format!(
+            "{v} is out of range: must be a finite number {rule}"
+        ))
     }
 }
 
