@@ -1560,8 +1560,14 @@ fn retrain_samples_metrics_and_shutdown_hygiene() {
     let out = c.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("can be read by other users"), "{err}");
-    assert!(err.contains("access GET /v1/jobs 200"), "{err}");
-    assert!(err.contains("access GET /v1/jobs 401"), "{err}");
+    assert!(
+        err.contains("access method=GET path=/v1/jobs route=/v1/jobs status=200"),
+        "{err}"
+    );
+    assert!(
+        err.contains("access method=GET path=/v1/jobs route=/v1/jobs status=401"),
+        "{err}"
+    );
     assert!(!err.contains(TOKEN) && !err.contains("token=x"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -1684,5 +1690,192 @@ fn open_reads_open_reads_only() {
         req(&s, "POST", "/v1/jobs/a/finish", None, Some("{}")).0,
         401
     );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A throwaway CA, and a server certificate it signed for 127.0.0.1 and localhost, as PEM files
+/// in `dir`: (ca.pem, cert.pem, key.pem).
+fn tls_files(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca_cert, &ca_key)
+        .unwrap();
+    let (a, c, k) = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&a, ca_cert.pem()).unwrap();
+    std::fs::write(&c, leaf.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (a, c, k)
+}
+
+/// `miso status` against `url` with extra flags: (exit success, stdout + stderr).
+fn status(dir: &std::path::Path, url: &str, extra: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_miso"))
+        .args(["status", "--controller", url, "--token-file"])
+        .arg(dir.join("token"))
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn tls_serves_https_and_clients_verify_the_certificate() {
+    // Issue 11, item 6: the agent's hand-written client sent the token over plain TCP.
+    let dir = tmpdir("tls");
+    let (ca, cert, key) = tls_files(&dir);
+    let mut child = {
+        std::fs::write(dir.join("token"), TOKEN).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_miso"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+            .arg(dir.join("miso.db"))
+            .arg("--token-file")
+            .arg(dir.join("token"))
+            .arg("--tls-cert")
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _server = Server {
+        child,
+        addr: String::new(),
+    };
+    assert!(line.contains("https://"), "{line}");
+    let port = line.rsplit(':').next().unwrap().split_whitespace().next().unwrap().to_string();
+    let https = format!("https://127.0.0.1:{port}");
+    let ca_s = ca.to_str().unwrap();
+    // Verified against the CA: works, by address and by name.
+    let (ok, out) = status(&dir, &https, &["--ca-file", ca_s]);
+    assert!(ok, "{out}");
+    let (ok, out) = status(&dir, &format!("https://localhost:{port}"), &["--ca-file", ca_s]);
+    assert!(ok, "{out}");
+    // Not verified (the public roots do not know our CA): refused, with the flag to pass.
+    let (ok, out) = status(&dir, &https, &[]);
+    assert!(!ok && out.contains("--ca-file"), "{out}");
+    // A CA file that is not PEM: the flag and the file are named.
+    let (ok, out) = status(&dir, &https, &["--ca-file", dir.join("token").to_str().unwrap()]);
+    assert!(!ok && out.contains("--ca-file") && out.contains("no PEM certificate"), "{out}");
+    // Plain HTTP to the TLS port: an error, not a hang.
+    let (ok, out) = status(&dir, &format!("http://127.0.0.1:{port}"), &[]);
+    assert!(!ok, "{out}");
+    // A raw TCP client that never starts the handshake does not hold the server.
+    let _idle = TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    let (ok, out) = status(&dir, &https, &["--ca-file", ca_s]);
+    assert!(ok, "{out}");
+    // An agent registers over TLS.
+    let out = Command::new(env!("CARGO_BIN_EXE_miso"))
+        .args(["agent", "--name", "tls1", "--backend", "simulated", "--once", "--controller"])
+        .arg(&https)
+        .arg("--ca-file")
+        .arg(&ca)
+        .arg("--token-file")
+        .arg(dir.join("token"))
+        .arg("--state-dir")
+        .arg(dir.join("agent"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (ok, out) = status(&dir, &https, &["--ca-file", ca_s]);
+    assert!(ok && out.contains("tls1"), "{out}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn plain_http_outside_loopback_is_refused_on_both_ends() {
+    let dir = tmpdir("plain");
+    std::fs::write(dir.join("token"), TOKEN).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_miso"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--db"])
+        .arg(dir.join("miso.db"))
+        .arg("--token-file")
+        .arg(dir.join("token"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--tls-cert"), "{err}");
+    assert!(!dir.join("miso.db").exists(), "nothing created");
+    let (ok, out) = status(&dir, "http://192.0.2.1:7450", &[]);
+    assert!(!ok && out.contains("--allow-plain-http"), "{out}");
+    let (ok, out) = status(&dir, "ftp://127.0.0.1:7450", &[]);
+    assert!(!ok && out.contains("--controller"), "{out}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn the_served_openapi_document_is_the_committed_one_and_every_route_in_it_answers() {
+    let dir = tmpdir("openapi");
+    let s = start(&dir);
+    let (c, doc) = req(&s, "GET", "/openapi.json", Some(TOKEN), None);
+    assert_eq!(c, 200);
+    let served: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        served == committed,
+        "docs/openapi.json is stale: run `miso openapi > docs/openapi.json`"
+    );
+    // Every path and method of the document reaches a handler: the reply is never the router's
+    // own 404 or 405 (a handler may still say 404 for an unknown node or job).
+    let paths = served["paths"].as_object().unwrap();
+    assert!(paths.len() >= 18, "{}", paths.len());
+    for (path, ops) in paths {
+        let concrete = path.replace("{name}", "n1").replace("{index}", "0").replace("{id}", "j1");
+        for method in ops.as_object().unwrap().keys() {
+            let m = method.to_uppercase();
+            let body = if m == "GET" { None } else { Some("{}") };
+            let (c, b) = req(&s, &m, &concrete, Some(TOKEN), body);
+            assert!(c != 405 && !b.contains("no route"), "{m} {path}: {c} {b}");
+        }
+    }
+    // And the router has no route the document lacks: unknown ones get the router's 404 (JSON).
+    let (c, b) = req(&s, "GET", "/v1/nope", Some(TOKEN), None);
+    assert_eq!(c, 404);
+    assert!(b.contains("no route GET /v1/nope"), "{b}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn every_error_is_json_also_those_of_the_layers() {
+    let dir = tmpdir("errjson");
+    let s = start(&dir);
+    // A body announced larger than 1 MiB: 413 before a byte of it is read.
+    let mut c = TcpStream::connect(&s.addr).unwrap();
+    write!(c, "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 2000000\r\n\r\n{{").unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+    assert!(out.contains(r#"{"error":"body: larger than 1048576 bytes"}"#), "{out}");
+    for (m, p, b, code) in [
+        ("DELETE", "/v1/jobs", None, 405),
+        ("GET", "/v2/anything", None, 404),
+        ("POST", "/v1/jobs", Some("{"), 400),
+    ] {
+        let (c, body) = req(&s, m, p, Some(TOKEN), b);
+        assert_eq!(c, code, "{m} {p}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{m} {p}: {e}: {body}"));
+        assert!(v["error"].is_string(), "{body}");
+    }
     std::fs::remove_dir_all(&dir).ok();
 }

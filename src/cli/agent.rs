@@ -6,7 +6,7 @@ use clap::Args;
 
 use miso::gpu::{self, Layout};
 
-use super::{range, read_token, ControllerArgs};
+use super::{range, ControllerArgs};
 
 #[derive(Args)]
 #[command(after_help = "Examples:
@@ -73,7 +73,7 @@ pub fn run(a: AgentArgs) -> Result<()> {
         dryrun::DryRun, nvml::NvmlControl, simulated::SimulatedGpus, watchdog::Watchdog,
         ControlError, GpuControl,
     };
-    let token = read_token(&a.controller.token_file)?;
+    let client = a.controller.client()?;
     let name = a.name.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/etc/hostname")
             .map(|s| s.trim().to_string())
@@ -116,10 +116,7 @@ pub fn run(a: AgentArgs) -> Result<()> {
         std::time::Duration::from_secs_f64(a.gpu_call_timeout_s),
     )?;
     let cfg = miso::service::agent::AgentConfig {
-        host: miso::service::client::host_of(&a.controller.controller)
-            .map_err(anyhow::Error::msg)
-            .context("--controller")?,
-        token,
+        client,
         name,
         interval: std::time::Duration::from_millis(a.interval_ms),
         once: a.once,

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::Args;
 
-use super::{positive, print_json, range, read_token, ControllerArgs};
+use super::{positive, print_json, range, ControllerArgs};
 
 #[derive(Args)]
 #[command(after_help = "Examples:
@@ -30,20 +30,11 @@ pub struct LoadtestArgs {
 }
 
 pub fn run(a: LoadtestArgs) -> Result<()> {
-    let token = read_token(&a.controller.token_file)?;
-    let host =
-        miso::service::client::host_of(&a.controller.controller).map_err(anyhow::Error::msg)?;
+    let client = a.controller.client()?;
     let body = r#"{"gpu":"a100-40gb","jobs":[{"id":"a","workload":"bert_train8"},{"id":"b","workload":"resnet_train64"},{"id":"c","workload":"gnn_train128"},{"id":"d","workload":"mobilenet_train64"},{"id":"e","workload":"transformer_train16"}]}"#;
-    let r = miso::service::loadtest::run(
-        &host,
-        "/v1/recommend",
-        token.as_deref(),
-        body,
-        a.rps,
-        a.seconds,
-        a.workers,
-    )
-    .map_err(anyhow::Error::msg)?;
+    let r =
+        miso::service::loadtest::run(&client, "/v1/recommend", body, a.rps, a.seconds, a.workers)
+            .map_err(anyhow::Error::msg)?;
     if a.json {
         return print_json(&r);
     }

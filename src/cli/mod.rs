@@ -77,6 +77,9 @@ enum Command {
     Reconfigure(reconfigure::ReconfigureArgs),
     /// Run the controller: HTTP API for nodes, jobs, profiling samples, recommendations.
     Serve(serve::ServeArgs),
+    /// Print the controller's OpenAPI document (JSON), generated from its request and reply
+    /// types; the same document a running controller serves at /openapi.json.
+    Openapi(serve::OpenapiArgs),
     /// Run the node agent: register this host's GPUs with the controller, then keep each GPU
     /// converged to its desired state.
     ///
@@ -162,6 +165,7 @@ fn run(c: Command) -> Result<()> {
         Command::Nvml(a) => nvml::run(a),
         Command::Reconfigure(a) => reconfigure::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Openapi(a) => serve::run_openapi(a),
         Command::Agent(a) => agent::run(a),
         Command::Status(a) => status::run(a),
         Command::Loadtest(a) => loadtest::run(a),
@@ -212,12 +216,50 @@ impl GpuArg {
 /// `--controller` and `--token-file`: how a client verb reaches the controller.
 #[derive(clap::Args)]
 pub struct ControllerArgs {
-    /// The controller's URL (http://HOST:PORT).
+    /// The controller's URL: http://HOST:PORT on loopback, https://HOST:PORT elsewhere (a
+    /// controller started with --tls-cert/--tls-key).
     #[arg(long, default_value = "http://127.0.0.1:7450")]
     pub controller: String,
     /// File holding the controller's bearer token (as given to `miso serve --token-file`).
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// PEM file of the CA that signed the controller's TLS certificate (or the self-signed
+    /// certificate itself); without it https:// is verified against the public web roots.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Allow a plain http:// controller URL outside loopback (the token then crosses the
+    /// network in clear).
+    #[arg(long)]
+    pub allow_plain_http: bool,
+}
+
+impl ControllerArgs {
+    /// A client for the controller, with the token read from --token-file.
+    pub fn client(&self) -> Result<miso::service::client::Client> {
+        client_for(
+            &self.controller,
+            &self.token_file,
+            &self.ca_file,
+            self.allow_plain_http,
+        )
+    }
+}
+
+/// A client for the controller at `url`; the error names the flag at fault.
+pub fn client_for(
+    url: &str,
+    token_file: &Option<PathBuf>,
+    ca_file: &Option<PathBuf>,
+    allow_plain: bool,
+) -> Result<miso::service::client::Client> {
+    let token = read_token(token_file)?;
+    let opts = miso::service::client::ClientOptions {
+        ca_file: ca_file.clone(),
+        allow_plain,
+        timeout: None,
+    };
+    miso::service::client::Client::new(url, token.as_deref(), &opts)
+        .map_err(|e| anyhow::anyhow!("--controller: {e}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -331,6 +373,24 @@ pub fn read_input(path: &Path) -> Result<String> {
     } else {
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
     }
+}
+
+/// Logs on standard error through `tracing`: `RUST_LOG` filters them (default `info`);
+/// `access: false` silences the access log (target `miso::access`). Colours only on a terminal.
+pub fn init_logs(access: bool) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if !access {
+        if let Ok(d) = "miso::access=off".parse() {
+            filter = filter.add_directive(d);
+        }
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }
 
 /// The bearer token in `--token-file`, if one was given.

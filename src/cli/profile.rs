@@ -7,7 +7,7 @@ use serde_json::json;
 
 use miso::gpu;
 
-use super::{range, read_token};
+use super::{client_for, range};
 
 #[derive(Args)]
 #[command(after_help = "Examples:
@@ -55,6 +55,12 @@ pub struct ProfileArgs {
     /// File holding the controller's bearer token.
     #[arg(long)]
     token_file: Option<std::path::PathBuf>,
+    /// PEM file of the CA that signed the controller's TLS certificate.
+    #[arg(long)]
+    ca_file: Option<std::path::PathBuf>,
+    /// Allow a plain http:// controller URL outside loopback.
+    #[arg(long)]
+    allow_plain_http: bool,
     /// Also write the sample (JSON) here.
     #[arg(long)]
     out: Option<std::path::PathBuf>,
@@ -123,8 +129,7 @@ pub fn run(a: ProfileArgs) -> Result<()> {
         std::fs::write(o, &text).with_context(|| format!("cannot write {}", o.display()))?;
     }
     if let Some(url) = &a.controller {
-        let host = miso::service::client::host_of(url).map_err(anyhow::Error::msg)?;
-        let token = read_token(&a.token_file)?;
+        let client = client_for(url, &a.token_file, &a.ca_file, a.allow_plain_http)?;
         let mut v = serde_json::to_value(&rec)?;
         if !a.for_jobs.is_empty() {
             let ids: Vec<serde_json::Value> = a
@@ -140,14 +145,9 @@ pub fn run(a: ProfileArgs) -> Result<()> {
                 .collect();
             v["jobs"] = json!(ids);
         }
-        let (code, body) = miso::service::client::request(
-            &host,
-            "POST",
-            "/v1/samples",
-            token.as_deref(),
-            Some(&v.to_string()),
-        )
-        .map_err(anyhow::Error::msg)?;
+        let (code, body) = client
+            .request("POST", "/v1/samples", Some(&v.to_string()))
+            .map_err(anyhow::Error::msg)?;
         if code != 201 {
             anyhow::bail!("controller refused the sample: HTTP {code}: {body}");
         }

@@ -7,9 +7,13 @@ use clap::Args;
 #[command(after_help = "Examples:
   miso serve --insecure-no-auth                          # local experiments, loopback only
   head -c 32 /dev/urandom | base64 > token && chmod 600 token
-  miso serve --token-file token --listen 0.0.0.0:7450 --db /var/lib/miso/miso.db
+  miso serve --token-file token --listen 0.0.0.0:7450 --tls-cert cert.pem --tls-key key.pem \
+             --db /var/lib/miso/miso.db               # clients: --controller https://HOST:7450 --ca-file ca.pem
+  RUST_LOG=warn miso serve --insecure-no-auth            # errors and warnings only, no access log
 
-The API is described in docs/openapi.yaml; `miso status` shows what the controller knows.
+The API document is served at /openapi.json (generated from the server's types; a copy is in
+docs/openapi.json); `miso status` shows what the controller knows. Logs go to standard error
+(RUST_LOG filters them: `info` by default; target `miso::access` is the access log).
 The default model is compiled in: --models needs a folder only for models you train.")]
 pub struct ServeArgs {
     /// Address to listen on (loopback by default).
@@ -31,9 +35,23 @@ pub struct ServeArgs {
     #[arg(long, default_value = "models")]
     models: std::path::PathBuf,
     /// Do not print the access log (one line per request on standard error: method, path,
-    /// status, milliseconds; never headers, bodies or the token).
+    /// route, status, milliseconds; never headers, bodies or the token).
     #[arg(long)]
     no_access_log: bool,
+    /// PEM certificate chain to serve HTTPS with (rustls); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Serve plain HTTP on an address outside loopback (the token would cross the network in
+    /// clear); without it such a --listen needs --tls-cert/--tls-key.
+    #[arg(long)]
+    allow_plain_http: bool,
+    /// Seconds a request may take before the reply is 503 (a write still completes); model
+    /// retraining has no limit.
+    #[arg(long, default_value_t = 30.0, value_parser = crate::cli::range(0.1, 3600.0))]
+    request_timeout_s: f64,
     /// Seconds a client has to send a request's headers once connected (or between requests
     /// on a kept-alive connection); slower or half-open connections are closed.
     #[arg(long, default_value_t = 10.0, value_parser = crate::cli::range(0.1, 3600.0))]
@@ -70,6 +88,16 @@ pub fn run(a: ServeArgs) -> Result<()> {
             anyhow::bail!("--token-file is required (or --insecure-no-auth for local experiments)")
         }
     };
+    let tls = a.tls_cert.clone().zip(a.tls_key.clone());
+    if tls.is_none() && !a.listen.ip().is_loopback() && !a.allow_plain_http {
+        anyhow::bail!(
+            "--listen {}: plain HTTP outside loopback would send the token in clear; give \
+             --tls-cert and --tls-key (or --allow-plain-http on a network you trust)",
+            a.listen
+        );
+    }
+    super::init_logs(!a.no_access_log);
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let cfg = miso::service::Config {
         listen: a.listen,
         db: a.db.clone(),
@@ -77,16 +105,29 @@ pub fn run(a: ServeArgs) -> Result<()> {
         active_model: Some(a.model.clone()),
         token,
         open_reads: a.open_reads,
-        access_log: !a.no_access_log,
+        request_timeout: std::time::Duration::from_secs_f64(a.request_timeout_s),
+        tls,
         header_timeout: std::time::Duration::from_secs_f64(a.header_timeout_s),
     };
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(miso::service::serve(cfg, |addr| {
         // The token is never printed.
         println!(
-            "miso controller listening on http://{addr} (db {})",
+            "miso controller listening on {scheme}://{addr} (db {})",
             a.db.display()
         );
     }))
     .map_err(anyhow::Error::msg)
+}
+
+#[derive(Args)]
+#[command(after_help = "Examples:
+  miso openapi > docs/openapi.json                 # the committed copy (a test checks it is current)
+  miso openapi | python3 -m json.tool | less")]
+pub struct OpenapiArgs {}
+
+pub fn run_openapi(_: OpenapiArgs) -> Result<()> {
+    let doc = miso::service::http::openapi();
+    println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(())
 }

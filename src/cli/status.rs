@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::json;
 
-use super::{print_json, read_token, ControllerArgs};
+use super::{print_json, ControllerArgs};
 
 #[derive(Args)]
 #[command(after_help = "Examples:
@@ -22,15 +22,12 @@ pub struct StatusArgs {
 }
 
 pub fn run(a: StatusArgs) -> Result<()> {
-    let (url, token_file, json_out) = (&a.controller.controller, &a.controller.token_file, a.json);
-    use miso::service::client::{host_of, request};
-    let host = host_of(url)
-        .map_err(anyhow::Error::msg)
-        .context("--controller")?;
-    let token = read_token(token_file)?;
+    let json_out = a.json;
+    let client = a.controller.client()?;
     let get = |path: &str| -> Result<serde_json::Value> {
-        let (code, body) =
-            request(&host, "GET", path, token.as_deref(), None).map_err(anyhow::Error::msg)?;
+        let (code, body) = client
+            .request("GET", path, None)
+            .map_err(anyhow::Error::msg)?;
         if code != 200 {
             anyhow::bail!("GET {path}: HTTP {code}: {body}");
         }

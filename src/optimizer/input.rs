@@ -14,9 +14,11 @@ use super::{restart_s_for_model, OptError, OptJob, DEFAULT_RESTART_S};
 /// `{"id": "b", "speeds": {"3g.20gb": 0.55, "7g.40gb": 1.0}, "memory_mb": 9000}`, with optional
 /// `remaining_s`, `instance` (where it runs now, e.g. `3g.20gb@4`) and `restart_s`. `command`
 /// is how the node agent runs the job (`sh -c`); the optimizer ignores it.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
+    /// 1-64 letters, digits, `-`, `_`, `.`, starting with a letter or digit.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub id: String,
     #[serde(default)]
     pub workload: Option<String>,

@@ -19,7 +19,9 @@ use crate::gpu::{GpuModel, Instance};
 use crate::perf::JobPerf;
 
 /// What the search minimises or maximises.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Objective {
     /// MISO's objective: minimise the mean slowdown (time on slice / time on the whole GPU).

@@ -361,7 +361,7 @@ impl Dataset {
 /// mix. `mps` holds each slot's mean iteration latency at MPS 100/50/14 % (any unit; normalised
 /// per slot on load); `mig`, where measured, its latency on each profile kind (`1g`…`7g`) in
 /// the same unit; `label` names the workload (`dummy` for filler slots).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SampleRecord {
     pub format: String,
@@ -371,7 +371,7 @@ pub struct SampleRecord {
 }
 
 /// One slot of a [`SampleRecord`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlotRecord {
     pub label: String,

@@ -38,7 +38,7 @@ pub enum PredictorError {
 }
 
 /// The model architectures `miso train --arch` knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
     /// MISO's U-Net over the whole 3×7 MPS matrix (regression, all five kinds).

@@ -17,15 +17,14 @@ use serde_json::{json, Value};
 use crate::control::{self, GpuControl};
 use crate::gpu::{self, GpuModel, Instance, Layout};
 
-use super::client::request;
+use super::client::Client;
 use super::profile::{profile_mix, MpsTarget, ProfileJob};
 use super::runner::{Ended, Runner};
 
 /// Settings of `miso agent`.
 pub struct AgentConfig {
-    /// Controller `host:port`.
-    pub host: String,
-    pub token: Option<String>,
+    /// The controller.
+    pub client: Client,
     pub name: String,
     pub interval: Duration,
     /// One reconcile pass, then exit.
@@ -43,7 +42,7 @@ fn call_status(
     body: Option<&Value>,
 ) -> Result<(u16, String), String> {
     let b = body.map(|b| b.to_string());
-    request(&cfg.host, method, path, cfg.token.as_deref(), b.as_deref())
+    cfg.client.request(method, path, b.as_deref())
 }
 
 fn call(
@@ -315,7 +314,7 @@ pub fn run(
     let mut tries = 0u32;
     loop {
         match call(cfg, "POST", "/v1/nodes", Some(&body)) {
-            Err(e) if !cfg.once && e.starts_with("cannot connect") => {
+            Err(e) if !cfg.once && e.starts_with(super::client::UNREACHABLE) => {
                 if tries % 10 == 0 {
                     log(&format!("{e}; retrying until the controller answers"));
                 }

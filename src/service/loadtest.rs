@@ -4,14 +4,13 @@
 //! next sends shows in the figures (no coordinated omission). Refuses any address outside
 //! 127.0.0.0/8 and ::1.
 
-use std::net::ToSocketAddrs;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::client::request;
+use super::client::{is_loopback, Client};
 
 /// What a load test measured.
 #[derive(Clone, Debug, Serialize)]
@@ -25,21 +24,17 @@ pub struct LoadReport {
     pub max_ms: f64,
 }
 
-/// Send `rps × seconds` requests of `body` to `POST path` on `host`.
+/// Send `rps × seconds` requests of `body` to `POST path` of `client`'s controller.
 pub fn run(
-    host: &str,
+    client: &Client,
     path: &str,
-    token: Option<&str>,
     body: &str,
     rps: f64,
     seconds: f64,
     workers: usize,
 ) -> Result<LoadReport, String> {
-    let addrs: Vec<_> = host
-        .to_socket_addrs()
-        .map_err(|e| format!("{host}: {e}"))?
-        .collect();
-    if addrs.is_empty() || !addrs.iter().all(|a| a.ip().is_loopback()) {
+    let host = client.host();
+    if !is_loopback(host) {
         return Err(format!("{host}: load tests only target loopback addresses"));
     }
     if !(rps > 0.0 && seconds > 0.0 && rps * seconds <= 1_000_000.0) {
@@ -53,12 +48,7 @@ pub fn run(
     let handles: Vec<_> = (0..workers.max(1))
         .map(|_| {
             let (next, lat, errors) = (next.clone(), lat.clone(), errors.clone());
-            let (host, path, token, body) = (
-                host.to_string(),
-                path.to_string(),
-                token.map(str::to_string),
-                body.to_string(),
-            );
+            let (client, path, body) = (client.clone(), path.to_string(), body.to_string());
             std::thread::spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= total {
@@ -68,7 +58,7 @@ pub fn run(
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
                     std::thread::sleep(wait);
                 }
-                match request(&host, "POST", &path, token.as_deref(), Some(&body)) {
+                match client.request("POST", &path, Some(&body)) {
                     Ok((200, _)) => {
                         if let Ok(mut l) = lat.lock() {
                             let since_due = Instant::now().saturating_duration_since(due);

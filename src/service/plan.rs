@@ -8,7 +8,6 @@
 //! desired layout becomes the whole-GPU instance, and the agent runs the whole mix there under
 //! MPS at each thread level and sends the sample; the sample's arrival triggers the plan.
 
-use axum::http::StatusCode;
 use serde_json::{json, Value};
 
 use crate::gpu::{self, GpuModel, Layout};
@@ -17,16 +16,17 @@ use crate::perf::{MpsMatrix, SLOTS};
 use crate::predictor::data::SampleRecord;
 use crate::predictor::Predictor;
 
+use super::error::Refusal;
 use super::store::Desired;
-use super::{bad, ApiError, Store};
+use super::Store;
 
 /// Every job the desired state puts on a GPU other than GPU `idx` of `node`, with that GPU: a
 /// job is never placed on two GPUs.
-pub(super) fn placed_elsewhere(
+pub(crate) fn placed_elsewhere(
     st: &Store,
     node: &str,
     idx: u32,
-) -> Result<std::collections::HashMap<String, (String, u32)>, ApiError> {
+) -> Result<std::collections::HashMap<String, (String, u32)>, Refusal> {
     let mut placed = std::collections::HashMap::new();
     for d in st.desired_all()? {
         if d.node != node || d.index != idx {
@@ -46,13 +46,13 @@ fn gpu_capacity(model: &crate::gpu::GpuModel) -> usize {
     model.compute_slices as usize
 }
 
-fn conflict(msg: String) -> ApiError {
-    ApiError(StatusCode::CONFLICT, msg)
+fn conflict(msg: String) -> Refusal {
+    Refusal::Conflict(msg)
 }
 
 /// How the agent profiles a mix under MPS.
 #[derive(Clone, Debug)]
-pub(super) struct ProfileSettings {
+pub(crate) struct ProfileSettings {
     pub levels: [u32; 3],
     pub seconds: f64,
 }
@@ -67,21 +67,16 @@ impl Default for ProfileSettings {
 }
 
 /// The whole-GPU profile of `model` (its index).
-fn whole_profile(model: &GpuModel) -> Result<usize, ApiError> {
+fn whole_profile(model: &GpuModel) -> Result<usize, Refusal> {
     model
         .profiles
         .iter()
         .rposition(|p| p.standard && p.compute_slices == model.compute_slices)
-        .ok_or_else(|| {
-            ApiError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("{} has no whole-GPU profile", model.name),
-            )
-        })
+        .ok_or_else(|| Refusal::Internal(format!("{} has no whole-GPU profile", model.name)))
 }
 
 /// The whole-GPU instance of `model` (MISO profiles there under MPS).
-fn whole_gpu(model: &GpuModel) -> Result<Layout, ApiError> {
+fn whole_gpu(model: &GpuModel) -> Result<Layout, Refusal> {
     Ok(Layout::new(vec![gpu::Instance::new(
         whole_profile(model)?,
         0,
@@ -89,7 +84,7 @@ fn whole_gpu(model: &GpuModel) -> Result<Layout, ApiError> {
 }
 
 /// The MPS matrix of a sample (slots beyond its jobs are idle dummies), checking every latency.
-pub(super) fn sample_matrix(rec: &SampleRecord) -> Result<MpsMatrix, String> {
+pub(crate) fn sample_matrix(rec: &SampleRecord) -> Result<MpsMatrix, String> {
     if rec.slots.is_empty() || rec.slots.len() > SLOTS {
         return Err(format!("slots: {} given, 1..=7 allowed", rec.slots.len()));
     }
@@ -109,13 +104,8 @@ pub(super) fn sample_matrix(rec: &SampleRecord) -> Result<MpsMatrix, String> {
     Ok(MpsMatrix::from_latencies(lat, real))
 }
 
-fn stored_spec(id: &str, body: Value) -> Result<JobSpec, ApiError> {
-    serde_json::from_value(body).map_err(|e| {
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("stored job `{id}`: {e}"),
-        )
-    })
+fn stored_spec(id: &str, body: Value) -> Result<JobSpec, Refusal> {
+    serde_json::from_value(body).map_err(|e| Refusal::Internal(format!("stored job `{id}`: {e}")))
 }
 
 /// One stored job as the optimizer sees it on `model` with `current` layout; `on`: the
@@ -128,10 +118,10 @@ fn resolve(
     id: &str,
     on: Option<String>,
     k: usize,
-) -> Result<(OptJob, Value), ApiError> {
+) -> Result<(OptJob, Value), Refusal> {
     let (body, state) = st
         .job(id)?
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("jobs[{k}]: no job `{id}`")))?;
+        .ok_or_else(|| Refusal::NotFound(format!("jobs[{k}]: no job `{id}`")))?;
     if state.ended() {
         return Err(conflict(format!("jobs[{k}]: job `{id}` has {state}")));
     }
@@ -140,7 +130,7 @@ fn resolve(
     if spec.workload.is_some() || spec.speeds.is_some() {
         let j = spec
             .resolve(model, current, k)
-            .map_err(|e| bad(e.to_string()))?;
+            .map_err(|e| Refusal::Invalid(e.to_string()))?;
         return Ok((j, json!({"given": true})));
     }
     // Speeds from profiling: the newest sample of this job through the active model.
@@ -155,18 +145,10 @@ fn resolve(
             "no active model to predict profiled jobs (POST /v1/models/{name}/activate)".into(),
         )
     })?;
-    let rec: SampleRecord = serde_json::from_value(sample).map_err(|e| {
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("stored sample {seq}: {e}"),
-        )
-    })?;
-    let m = sample_matrix(&rec).map_err(|e| {
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("stored sample {seq}: {e}"),
-        )
-    })?;
+    let rec: SampleRecord = serde_json::from_value(sample)
+        .map_err(|e| Refusal::Internal(format!("stored sample {seq}: {e}")))?;
+    let m =
+        sample_matrix(&rec).map_err(|e| Refusal::Internal(format!("stored sample {seq}: {e}")))?;
     let mut perf = p.predict(&m)[slot].clone().ok_or_else(|| {
         conflict(format!(
             "jobs[{k}]: model `{name}` predicts nothing for slot {slot} of sample {seq}"
@@ -179,16 +161,39 @@ fn resolve(
     spec.speeds = Some([(whole, 1.0)].into_iter().collect());
     let mut j = spec
         .resolve(model, current, k)
-        .map_err(|e| bad(e.to_string()))?;
+        .map_err(|e| Refusal::Invalid(e.to_string()))?;
     j.perf = perf;
     Ok((j, json!({"model": name, "sample": seq, "slot": slot})))
+}
+
+/// What planning a GPU did.
+#[derive(Debug)]
+pub enum Planned {
+    /// A layout and assignment were decided and committed as the GPU's desired state.
+    Committed(Value),
+    /// Some job had no speeds: a profiling phase was committed instead; the plan follows the
+    /// sample.
+    Profiling(Value),
+}
+
+impl Planned {
+    /// The reply: node, index, layout (with jobs), objective, plan steps, decision number.
+    pub fn reply(&self) -> &Value {
+        match self {
+            Planned::Committed(v) | Planned::Profiling(v) => v,
+        }
+    }
+
+    pub fn is_profiling(&self) -> bool {
+        matches!(self, Planned::Profiling(_))
+    }
 }
 
 /// Plan GPU `idx` of `node` (a `model`) to run exactly the jobs `ids`, and commit it. When some
 /// job has no speeds yet and `profile` is given, a profiling phase is committed instead (202).
 /// Returns the status and the reply: layout with jobs, objective, plan steps, decision number.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn plan_gpu(
+pub(crate) fn plan_gpu(
     st: &Store,
     active: Option<&(String, Predictor)>,
     node: &str,
@@ -197,7 +202,7 @@ pub(super) fn plan_gpu(
     ids: &[String],
     opts: &Options,
     profile: Option<&ProfileSettings>,
-) -> Result<(StatusCode, Value), ApiError> {
+) -> Result<Planned, Refusal> {
     let desired = st.desired_gpu(node, idx)?.unwrap_or(Desired {
         node: node.into(),
         index: idx,
@@ -206,7 +211,7 @@ pub(super) fn plan_gpu(
         profile: None,
     });
     let current = gpu::parse_valid_layout(model, &desired.layout)
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        .map_err(|e| Refusal::Internal(e.to_string()))?;
     let on = |id: &str| {
         desired.jobs.as_array().and_then(|a| {
             a.iter()
@@ -215,7 +220,7 @@ pub(super) fn plan_gpu(
         })
     };
     if ids.len() > gpu_capacity(model) {
-        return Err(bad(format!(
+        return Err(Refusal::Invalid(format!(
             "jobs: {} jobs; one {} holds at most {}",
             ids.len(),
             model.name,
@@ -225,7 +230,7 @@ pub(super) fn plan_gpu(
     let mut seen = std::collections::HashSet::new();
     for (k, id) in ids.iter().enumerate() {
         if !seen.insert(id.as_str()) {
-            return Err(bad(format!("jobs[{k}]: `{id}` given twice")));
+            return Err(Refusal::Invalid(format!("jobs[{k}]: `{id}` given twice")));
         }
     }
     let elsewhere = placed_elsewhere(st, node, idx)?;
@@ -249,7 +254,7 @@ pub(super) fn plan_gpu(
     for (k, id) in ids.iter().enumerate() {
         let (body, state) = st
             .job(id)?
-            .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("jobs[{k}]: no job `{id}`")))?;
+            .ok_or_else(|| Refusal::NotFound(format!("jobs[{k}]: no job `{id}`")))?;
         if state.ended() {
             return Err(conflict(format!("jobs[{k}]: job `{id}` has {state}")));
         }
@@ -269,10 +274,10 @@ pub(super) fn plan_gpu(
             )));
         }
         if ids.len() > SLOTS {
-            return Err(ApiError(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("{} jobs: a GPU runs at most {SLOTS}", ids.len()),
-            ));
+            return Err(Refusal::Unfit(format!(
+                "{} jobs: a GPU runs at most {SLOTS}",
+                ids.len()
+            )));
         }
         let whole = whole_gpu(model)?.label(model);
         let request = format!(
@@ -292,8 +297,7 @@ pub(super) fn plan_gpu(
             "options": {"objective": opts.objective, "spare": opts.spare, "cost_aware": opts.cost_aware},
         });
         let seq = st.start_profile(node, idx, &whole, &prof, &dropped)?;
-        return Ok((
-            StatusCode::ACCEPTED,
+        return Ok(Planned::Profiling(
             json!({"node": node, "index": idx, "gpu": model.name, "layout": whole, "profiling": prof, "unknown": unknown, "decision": seq}),
         ));
     }
@@ -304,8 +308,8 @@ pub(super) fn plan_gpu(
         jobs.push(j);
         sources.push(src);
     }
-    let plan = optimizer::plan(model, &jobs, &current, opts)
-        .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    let plan =
+        optimizer::plan(model, &jobs, &current, opts).map_err(|e| Refusal::Unfit(e.to_string()))?;
     let d = &plan.decision;
     let assignment: Vec<Value> = d
         .layout
@@ -326,16 +330,16 @@ pub(super) fn plan_gpu(
     });
     let seq = st.apply_plan(node, idx, &target, &json!(assignment), &out, &dropped)?;
     out["decision"] = json!(seq);
-    Ok((StatusCode::CREATED, out))
+    Ok(Planned::Committed(out))
 }
 
 /// After a sample arrived: every GPU whose profiling phase now has a newer sample for each of
 /// its jobs is planned with the options it was asked with. A plan that fails ends the phase
 /// (the GPU keeps its layout, with no job) and says why.
-pub(super) fn after_sample(
+pub(crate) fn after_sample(
     st: &Store,
     active: Option<&(String, Predictor)>,
-) -> Result<Vec<Value>, ApiError> {
+) -> Result<Vec<Value>, Refusal> {
     let mut out = Vec::new();
     for d in st.desired_all()? {
         let Some(p) = &d.profile else { continue };
@@ -351,12 +355,15 @@ pub(super) fn after_sample(
             continue;
         }
         let opts = profile_options(p);
-        let model = super::node_gpu(st, &d.node, d.index)?;
+        let model = node_gpu(st, &d.node, d.index)?;
         match plan_gpu(st, active, &d.node, d.index, model, &ids, &opts, None) {
-            Ok((_, v)) => out.push(json!({"node": d.node, "index": d.index, "layout": v["layout"], "decision": v["decision"]})),
+            Ok(p) => {
+                let v = p.reply();
+                out.push(json!({"node": d.node, "index": d.index, "layout": v["layout"], "decision": v["decision"]}))
+            }
             Err(e) => {
                 st.set_desired(&d.node, d.index, &d.layout, &json!([]))?;
-                out.push(json!({"node": d.node, "index": d.index, "error": e.1}));
+                out.push(json!({"node": d.node, "index": d.index, "error": e.message()}));
             }
         }
     }
@@ -366,7 +373,7 @@ pub(super) fn after_sample(
 /// The optimizer options a profiling request was made with (applied when it ends).
 fn profile_options(p: &Value) -> Options {
     let o = &p["options"];
-    super::options(
+    options(
         serde_json::from_value(o["objective"].clone()).ok(),
         o["spare"].as_bool().unwrap_or(false),
         o["cost_aware"].as_bool().unwrap_or(false),
@@ -374,7 +381,7 @@ fn profile_options(p: &Value) -> Options {
 }
 
 /// Seconds a profiling phase may run beyond its levels × seconds before it is given up.
-pub(super) const PROFILE_SLACK_S: f64 = 60.0;
+pub(crate) const PROFILE_SLACK_S: f64 = 60.0;
 
 fn unix_now() -> f64 {
     std::time::SystemTime::now()
@@ -387,12 +394,12 @@ fn unix_now() -> f64 {
 /// (`errors`: its reported error per GPU index, `profiling: ...`), or the phase ran past its
 /// levels × seconds + [`PROFILE_SLACK_S`]. The jobs of the mix whose speeds are still unknown
 /// fail with the reason (shown by `miso status`); the rest of the mix is planned without them.
-pub(super) fn expire_profiles(
+pub(crate) fn expire_profiles(
     st: &Store,
     active: Option<&(String, Predictor)>,
     node: &str,
     errors: &[(u32, String)],
-) -> Result<Vec<Value>, ApiError> {
+) -> Result<Vec<Value>, Refusal> {
     let now = unix_now();
     let mut out = Vec::new();
     for d in st.desired(node)? {
@@ -430,10 +437,10 @@ pub(super) fn expire_profiles(
         let mut v = json!({"node": d.node, "index": d.index, "profiling_failed": reason});
         if !known.is_empty() {
             let opts = profile_options(p);
-            let model = super::node_gpu(st, &d.node, d.index)?;
+            let model = node_gpu(st, &d.node, d.index)?;
             match plan_gpu(st, active, &d.node, d.index, model, &known, &opts, None) {
-                Ok((_, p)) => v["decision"] = p["decision"].clone(),
-                Err(e) => v["error"] = json!(e.1),
+                Ok(p) => v["decision"] = p.reply()["decision"].clone(),
+                Err(e) => v["error"] = json!(e.message()),
             }
         }
         out.push(v);
@@ -442,7 +449,7 @@ pub(super) fn expire_profiles(
 }
 
 /// `[{"profile", "start", "size", "job"}]` of a decided layout.
-pub(super) fn layout_view(
+pub(crate) fn layout_view(
     model: &GpuModel,
     layout: &Layout,
     assignment: &[Option<usize>],
@@ -463,16 +470,16 @@ pub(super) fn layout_view(
 /// simulator's MISO policy uses the same `choose_gpu`), then plan each chosen GPU. A job whose
 /// speeds are unknown joins the GPU with the fewest jobs and that GPU profiles its mix. GPUs in
 /// a profiling phase or running 7 jobs take no new job. Returns one entry per job.
-pub(super) fn schedule(
+pub(crate) fn schedule(
     st: &Store,
     active: Option<&(String, Predictor)>,
     ids: &[String],
     how: optimizer::Placement,
     opts: &Options,
     profile: &ProfileSettings,
-) -> Result<Vec<Value>, ApiError> {
+) -> Result<Vec<Value>, Refusal> {
     if ids.len() > MAX_SCHEDULE_JOBS {
-        return Err(bad(format!(
+        return Err(Refusal::Invalid(format!(
             "jobs: {} jobs; at most {MAX_SCHEDULE_JOBS} per request",
             ids.len()
         )));
@@ -480,13 +487,10 @@ pub(super) fn schedule(
     let mut seen = std::collections::HashSet::new();
     for (k, id) in ids.iter().enumerate() {
         if !seen.insert(id.as_str()) {
-            return Err(bad(format!("jobs[{k}]: `{id}` given twice")));
+            return Err(Refusal::Invalid(format!("jobs[{k}]: `{id}` given twice")));
         }
         if st.job(id)?.is_none() {
-            return Err(ApiError(
-                StatusCode::NOT_FOUND,
-                format!("jobs[{k}]: no job `{id}`"),
-            ));
+            return Err(Refusal::NotFound(format!("jobs[{k}]: no job `{id}`")));
         }
     }
     let mut out = Vec::new();
@@ -504,7 +508,7 @@ pub(super) fn schedule(
             let node = n["name"].as_str().unwrap_or_default().to_string();
             for g in n["gpus"].as_array().into_iter().flatten() {
                 let idx = g["index"].as_u64().unwrap_or(0) as u32;
-                let model = super::node_gpu(st, &node, idx)?;
+                let model = node_gpu(st, &node, idx)?;
                 let d = st.desired_gpu(&node, idx)?;
                 if d.as_ref().is_some_and(|d| d.profile.is_some()) {
                     continue;
@@ -550,7 +554,7 @@ pub(super) fn schedule(
                     optimizer::choose_gpu(&states, &j, how, opts)
                 }
                 Some(Err(e)) => {
-                    out.push(json!({"id": id, "queued": e.1}));
+                    out.push(json!({"id": id, "queued": e.message()}));
                     continue;
                 }
                 None => None,
@@ -567,9 +571,45 @@ pub(super) fn schedule(
         let mut mix: Vec<String> = state.jobs.iter().map(|j| j.id.clone()).collect();
         mix.push(id.clone());
         match plan_gpu(st, active, node, *idx, state.gpu, &mix, opts, Some(profile)) {
-            Ok((code, v)) => out.push(json!({"id": id, "node": node, "index": idx, "profiling": code == StatusCode::ACCEPTED, "layout": v["layout"], "decision": v["decision"]})),
-            Err(e) => out.push(json!({"id": id, "queued": e.1})),
+            Ok(p) => {
+                let v = p.reply();
+                out.push(json!({"id": id, "node": node, "index": idx, "profiling": p.is_profiling(), "layout": v["layout"], "decision": v["decision"]}))
+            }
+            Err(e) => out.push(json!({"id": id, "queued": e.message()})),
         }
     }
     Ok(out)
+}
+
+/// GPU `idx` of a registered node, and its model.
+pub(crate) fn node_gpu(
+    st: &Store,
+    node: &str,
+    idx: u32,
+) -> Result<&'static gpu::GpuModel, Refusal> {
+    let n = st.node(node)?.ok_or_else(|| {
+        Refusal::NotFound(format!(
+            "no node `{node}` (agents register with POST /v1/nodes)"
+        ))
+    })?;
+    let model = n["gpus"]
+        .as_array()
+        .and_then(|g| g.iter().find(|g| g["index"] == idx))
+        .and_then(|g| g["model"].as_str())
+        .ok_or_else(|| Refusal::NotFound(format!("node `{node}` has no GPU {idx}")))?;
+    gpu::gpu(model).map_err(|e| Refusal::Internal(e.to_string()))
+}
+
+/// The optimizer options a request asks for.
+pub(crate) fn options(
+    objective: Option<crate::optimizer::Objective>,
+    spare: bool,
+    cost_aware: bool,
+) -> Options {
+    Options {
+        objective: objective.unwrap_or_default(),
+        spare,
+        cost_aware,
+        ..Options::default()
+    }
 }
