@@ -62,9 +62,18 @@ fn req(
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    write!(c, "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{b}", b.len()).unwrap();
-    let mut out = String::new();
-    c.read_to_string(&mut out).unwrap();
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n", b.len());
+    // Written while the reply is read, as real clients do: a server that answers early (413 on
+    // an announced length) and closes must not lose its reply behind a blocked write.
+    let mut w = c.try_clone().unwrap();
+    let body = b.to_string();
+    let writer = std::thread::spawn(move || {
+        let _ = w.write_all(head.as_bytes()).and_then(|_| w.write_all(body.as_bytes()));
+    });
+    let mut raw = Vec::new();
+    let _ = c.read_to_end(&mut raw);
+    let _ = writer.join();
+    let out = String::from_utf8_lossy(&raw).to_string();
     let code: u16 = out.split_whitespace().nth(1).unwrap().parse().unwrap();
     let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
     (code, body)

@@ -704,4 +704,51 @@ mod tests {
         assert!(!s.store.is_poisoned() && !s.active.is_poisoned());
         let _ = std::fs::remove_file(&db);
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_request_is_a_503_and_its_write_still_completes() {
+        let db = std::env::temp_dir().join(format!("miso-timeout-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&db);
+        let s = test_state(&db);
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let d = done.clone();
+        let slow = move || {
+            let d = d.clone();
+            async move {
+                tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+                d.store(true, Ordering::SeqCst);
+                "late"
+            }
+        };
+        let app: Router = Router::new()
+            .route("/slow", get(slow))
+            .route_layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_reply))
+            .route_layer(axum::middleware::from_fn(isolate))
+            .route_layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                StatusCode::SERVICE_UNAVAILABLE,
+                std::time::Duration::from_millis(100),
+            ))
+            .layer(axum::middleware::from_fn_with_state(s.clone(), observe))
+            .with_state(s.clone());
+        use tower::ServiceExt;
+        let r = app
+            .oneshot(
+                axum::http::Request::get("/slow")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert!(
+            v["error"].as_str().unwrap().contains("request timeout"),
+            "{v}"
+        );
+        assert!(!done.load(Ordering::SeqCst), "replied before the handler finished");
+        tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+        assert!(done.load(Ordering::SeqCst), "the handler ran to its end");
+        let _ = std::fs::remove_file(&db);
+    }
 }
