@@ -420,9 +420,14 @@ pub fn progress(len: u64, what: &str, unit: &str) -> indicatif::ProgressBar {
     bar
 }
 
+/// A reader that went away (`miso … --json | head`) ends the output quietly instead of a panic.
 pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
+    use std::io::Write;
+    let text = serde_json::to_string_pretty(v)?;
+    match writeln!(std::io::stdout(), "{text}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
 }
 
 #[cfg(test)]

@@ -184,7 +184,12 @@ fn describe(base: &str, e: ureq::Error) -> String {
         return format!("{UNREACHABLE} at {base}: {e}");
     }
     let s = e.to_string();
-    let hint = if s.contains("UnknownIssuer") || s.contains("invalid peer certificate") {
+    let hint = if s.contains("CaUsedAsEndEntity") {
+        " (the controller serves a CA certificate (basicConstraints CA:TRUE) as its own: serve a \
+         leaf certificate signed by that CA, and pass the CA with --ca-file)"
+    } else if s.contains("NotValidForName") {
+        " (the certificate does not name this host: connect by a name or address it lists)"
+    } else if s.contains("UnknownIssuer") || s.contains("invalid peer certificate") {
         " (pass --ca-file with the CA that signed the controller's certificate)"
     } else if s.contains("InvalidContentType") || s.contains("corrupt message") {
         " (is the controller serving plain http://?)"

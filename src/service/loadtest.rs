@@ -22,6 +22,9 @@ pub struct LoadReport {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// The first failed request's error or status, if any failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
 }
 
 /// Send `rps × seconds` requests of `body` to `POST path` of `client`'s controller.
@@ -44,10 +47,12 @@ pub fn run(
     let next = Arc::new(AtomicUsize::new(0));
     let lat = Arc::new(Mutex::new(Vec::with_capacity(total)));
     let errors = Arc::new(AtomicUsize::new(0));
+    let first_error: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
     let t0 = Instant::now();
     let handles: Vec<_> = (0..workers.max(1))
         .map(|_| {
-            let (next, lat, errors) = (next.clone(), lat.clone(), errors.clone());
+            let (next, lat, errors, first) =
+                (next.clone(), lat.clone(), errors.clone(), first_error.clone());
             let (client, path, body) = (client.clone(), path.to_string(), body.to_string());
             std::thread::spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -65,8 +70,14 @@ pub fn run(
                             l.push(since_due.as_secs_f64() * 1e3);
                         }
                     }
-                    _ => {
+                    r => {
                         errors.fetch_add(1, Ordering::Relaxed);
+                        if let Ok(mut f) = first.lock() {
+                            f.get_or_insert_with(|| match r {
+                                Ok((code, body)) => format!("HTTP {code}: {body}"),
+                                Err(e) => e,
+                            });
+                        }
                     }
                 }
             })
@@ -93,5 +104,6 @@ pub fn run(
         p50_ms: pct(0.5),
         p99_ms: pct(0.99),
         max_ms: l.last().copied().unwrap_or(0.0),
+        first_error: first_error.lock().ok().and_then(|f| f.clone()),
     })
 }
