@@ -68,7 +68,9 @@ fn req(
     let mut w = c.try_clone().unwrap();
     let body = b.to_string();
     let writer = std::thread::spawn(move || {
-        let _ = w.write_all(head.as_bytes()).and_then(|_| w.write_all(body.as_bytes()));
+        let _ = w
+            .write_all(head.as_bytes())
+            .and_then(|_| w.write_all(body.as_bytes()));
     });
     let mut raw = Vec::new();
     let _ = c.read_to_end(&mut raw);
@@ -1704,7 +1706,9 @@ fn open_reads_open_reads_only() {
 
 /// A throwaway CA, and a server certificate it signed for 127.0.0.1 and localhost, as PEM files
 /// in `dir`: (ca.pem, cert.pem, key.pem).
-fn tls_files(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+fn tls_files(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -1715,7 +1719,11 @@ fn tls_files(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, 
         .unwrap()
         .signed_by(&key, &ca_cert, &ca_key)
         .unwrap();
-    let (a, c, k) = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
+    let (a, c, k) = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
     std::fs::write(&a, ca_cert.pem()).unwrap();
     std::fs::write(&c, leaf.pem()).unwrap();
     std::fs::write(&k, key.serialize_pem()).unwrap();
@@ -1770,20 +1778,38 @@ fn tls_serves_https_and_clients_verify_the_certificate() {
         addr: String::new(),
     };
     assert!(line.contains("https://"), "{line}");
-    let port = line.rsplit(':').next().unwrap().split_whitespace().next().unwrap().to_string();
+    let port = line
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
     let https = format!("https://127.0.0.1:{port}");
     let ca_s = ca.to_str().unwrap();
     // Verified against the CA: works, by address and by name.
     let (ok, out) = status(&dir, &https, &["--ca-file", ca_s]);
     assert!(ok, "{out}");
-    let (ok, out) = status(&dir, &format!("https://localhost:{port}"), &["--ca-file", ca_s]);
+    let (ok, out) = status(
+        &dir,
+        &format!("https://localhost:{port}"),
+        &["--ca-file", ca_s],
+    );
     assert!(ok, "{out}");
     // Not verified (the public roots do not know our CA): refused, with the flag to pass.
     let (ok, out) = status(&dir, &https, &[]);
     assert!(!ok && out.contains("--ca-file"), "{out}");
     // A CA file that is not PEM: the flag and the file are named.
-    let (ok, out) = status(&dir, &https, &["--ca-file", dir.join("token").to_str().unwrap()]);
-    assert!(!ok && out.contains("--ca-file") && out.contains("no PEM certificate"), "{out}");
+    let (ok, out) = status(
+        &dir,
+        &https,
+        &["--ca-file", dir.join("token").to_str().unwrap()],
+    );
+    assert!(
+        !ok && out.contains("--ca-file") && out.contains("no PEM certificate"),
+        "{out}"
+    );
     // Plain HTTP to the TLS port: an error, not a hang.
     let (ok, out) = status(&dir, &format!("http://127.0.0.1:{port}"), &[]);
     assert!(!ok, "{out}");
@@ -1793,7 +1819,15 @@ fn tls_serves_https_and_clients_verify_the_certificate() {
     assert!(ok, "{out}");
     // An agent registers over TLS.
     let out = Command::new(env!("CARGO_BIN_EXE_miso"))
-        .args(["agent", "--name", "tls1", "--backend", "simulated", "--once", "--controller"])
+        .args([
+            "agent",
+            "--name",
+            "tls1",
+            "--backend",
+            "simulated",
+            "--once",
+            "--controller",
+        ])
         .arg(&https)
         .arg("--ca-file")
         .arg(&ca)
@@ -1803,7 +1837,11 @@ fn tls_serves_https_and_clients_verify_the_certificate() {
         .arg(dir.join("agent"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (ok, out) = status(&dir, &https, &["--ca-file", ca_s]);
     assert!(ok && out.contains("tls1"), "{out}");
     std::fs::remove_dir_all(&dir).ok();
@@ -1838,7 +1876,8 @@ fn the_served_openapi_document_is_the_committed_one_and_every_route_in_it_answer
     assert_eq!(c, 200);
     let served: serde_json::Value = serde_json::from_str(&doc).unwrap();
     let committed: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json")).unwrap(),
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json"))
+            .unwrap(),
     )
     .unwrap();
     assert!(
@@ -1850,7 +1889,10 @@ fn the_served_openapi_document_is_the_committed_one_and_every_route_in_it_answer
     let paths = served["paths"].as_object().unwrap();
     assert!(paths.len() >= 18, "{}", paths.len());
     for (path, ops) in paths {
-        let concrete = path.replace("{name}", "n1").replace("{index}", "0").replace("{id}", "j1");
+        let concrete = path
+            .replace("{name}", "n1")
+            .replace("{index}", "0")
+            .replace("{id}", "j1");
         for method in ops.as_object().unwrap().keys() {
             let m = method.to_uppercase();
             let body = if m == "GET" { None } else { Some("{}") };
@@ -1875,7 +1917,10 @@ fn every_error_is_json_also_those_of_the_layers() {
     let mut out = String::new();
     c.read_to_string(&mut out).unwrap();
     assert!(out.starts_with("HTTP/1.1 413"), "{out}");
-    assert!(out.contains(r#"{"error":"body: larger than 1048576 bytes"}"#), "{out}");
+    assert!(
+        out.contains(r#"{"error":"body: larger than 1048576 bytes"}"#),
+        "{out}"
+    );
     for (m, p, b, code) in [
         ("DELETE", "/v1/jobs", None, 405),
         ("GET", "/v2/anything", None, 404),
@@ -1883,7 +1928,8 @@ fn every_error_is_json_also_those_of_the_layers() {
     ] {
         let (c, body) = req(&s, m, p, Some(TOKEN), b);
         assert_eq!(c, code, "{m} {p}: {body}");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{m} {p}: {e}: {body}"));
+        let v: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{m} {p}: {e}: {body}"));
         assert!(v["error"].is_string(), "{body}");
     }
     std::fs::remove_dir_all(&dir).ok();

@@ -41,7 +41,11 @@ pub fn run(a: LoadtestArgs) -> Result<()> {
     println!("{} requests at {:.0}/s target: {:.0}/s achieved, {} errors; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         r.requests, r.target_rps, r.achieved_rps, r.errors, r.p50_ms, r.p99_ms, r.max_ms);
     if let Some(e) = &r.first_error {
-        anyhow::bail!("{} of {} requests failed; the first: {e}", r.errors, r.requests);
+        anyhow::bail!(
+            "{} of {} requests failed; the first: {e}",
+            r.errors,
+            r.requests
+        );
     }
     Ok(())
 }

@@ -51,8 +51,12 @@ pub fn run(
     let t0 = Instant::now();
     let handles: Vec<_> = (0..workers.max(1))
         .map(|_| {
-            let (next, lat, errors, first) =
-                (next.clone(), lat.clone(), errors.clone(), first_error.clone());
+            let (next, lat, errors, first) = (
+                next.clone(),
+                lat.clone(),
+                errors.clone(),
+                first_error.clone(),
+            );
             let (client, path, body) = (client.clone(), path.to_string(), body.to_string());
             std::thread::spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);

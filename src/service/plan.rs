@@ -17,7 +17,7 @@ use crate::predictor::data::SampleRecord;
 use crate::predictor::Predictor;
 
 use super::error::Refusal;
-use super::store::Desired;
+use super::store::{Assignment, Desired, PlanOptions, ProfileRequest};
 use super::Store;
 
 /// Every job the desired state puts on a GPU other than GPU `idx` of `node`, with that GPU: a
@@ -207,17 +207,17 @@ pub(crate) fn plan_gpu(
         node: node.into(),
         index: idx,
         layout: "empty".into(),
-        jobs: json!([]),
+        jobs: Vec::new(),
         profile: None,
     });
     let current = gpu::parse_valid_layout(model, &desired.layout)
         .map_err(|e| Refusal::Internal(e.to_string()))?;
     let on = |id: &str| {
-        desired.jobs.as_array().and_then(|a| {
-            a.iter()
-                .find(|j| j["id"] == id)
-                .and_then(|j| j["instance"].as_str().map(str::to_string))
-        })
+        desired
+            .jobs
+            .iter()
+            .find(|j| j.id == id)
+            .map(|j| j.instance.clone())
     };
     if ids.len() > gpu_capacity(model) {
         return Err(Refusal::Invalid(format!(
@@ -287,15 +287,19 @@ pub(crate) fn plan_gpu(
                 .map(|d| d.as_nanos())
                 .unwrap_or(0)
         );
-        let prof = json!({
-            "request": request,
-            "started_at": unix_now(),
-            "jobs": ids,
-            "levels": p.levels,
-            "seconds": p.seconds,
-            "after_sample": st.last_sample_seq()?,
-            "options": {"objective": opts.objective, "spare": opts.spare, "cost_aware": opts.cost_aware},
-        });
+        let prof = ProfileRequest {
+            request,
+            started_at: unix_now(),
+            jobs: ids.to_vec(),
+            levels: p.levels,
+            seconds: p.seconds,
+            after_sample: st.last_sample_seq()?,
+            options: PlanOptions {
+                objective: Some(opts.objective),
+                spare: opts.spare,
+                cost_aware: opts.cost_aware,
+            },
+        };
         let seq = st.start_profile(node, idx, &whole, &prof, &dropped)?;
         return Ok(Planned::Profiling(
             json!({"node": node, "index": idx, "gpu": model.name, "layout": whole, "profiling": prof, "unknown": unknown, "decision": seq}),
@@ -311,12 +315,17 @@ pub(crate) fn plan_gpu(
     let plan =
         optimizer::plan(model, &jobs, &current, opts).map_err(|e| Refusal::Unfit(e.to_string()))?;
     let d = &plan.decision;
-    let assignment: Vec<Value> = d
+    let assignment: Vec<Assignment> = d
         .layout
         .instances()
         .iter()
         .zip(&d.assignment)
-        .filter_map(|(i, a)| a.map(|j| json!({"id": jobs[j].id, "instance": i.label(model)})))
+        .filter_map(|(i, a)| {
+            a.map(|j| Assignment {
+                id: jobs[j].id.clone(),
+                instance: i.label(model),
+            })
+        })
         .collect();
     let target = d.layout.label(model);
     let mut out = json!({
@@ -328,7 +337,7 @@ pub(crate) fn plan_gpu(
         "plan": plan.view(model, &jobs),
         "speeds": ids.iter().zip(&sources).map(|(id, s)| json!({"id": id, "source": s})).collect::<Vec<_>>(),
     });
-    let seq = st.apply_plan(node, idx, &target, &json!(assignment), &out, &dropped)?;
+    let seq = st.apply_plan(node, idx, &target, &assignment, &out, &dropped)?;
     out["decision"] = json!(seq);
     Ok(Planned::Committed(out))
 }
@@ -343,7 +352,7 @@ pub(crate) fn after_sample(
     let mut out = Vec::new();
     for d in st.desired_all()? {
         let Some(p) = &d.profile else { continue };
-        let after = p["after_sample"].as_i64().unwrap_or(0);
+        let after = p.after_sample;
         let ids = d.profiled();
         let mut ready = true;
         for id in &ids {
@@ -354,7 +363,7 @@ pub(crate) fn after_sample(
         if !ready {
             continue;
         }
-        let opts = profile_options(p);
+        let opts = options(p.options.objective, p.options.spare, p.options.cost_aware);
         let model = node_gpu(st, &d.node, d.index)?;
         match plan_gpu(st, active, &d.node, d.index, model, &ids, &opts, None) {
             Ok(p) => {
@@ -362,22 +371,12 @@ pub(crate) fn after_sample(
                 out.push(json!({"node": d.node, "index": d.index, "layout": v["layout"], "decision": v["decision"]}))
             }
             Err(e) => {
-                st.set_desired(&d.node, d.index, &d.layout, &json!([]))?;
+                st.set_desired(&d.node, d.index, &d.layout, &[])?;
                 out.push(json!({"node": d.node, "index": d.index, "error": e.message()}));
             }
         }
     }
     Ok(out)
-}
-
-/// The optimizer options a profiling request was made with (applied when it ends).
-fn profile_options(p: &Value) -> Options {
-    let o = &p["options"];
-    options(
-        serde_json::from_value(o["objective"].clone()).ok(),
-        o["spare"].as_bool().unwrap_or(false),
-        o["cost_aware"].as_bool().unwrap_or(false),
-    )
 }
 
 /// Seconds a profiling phase may run beyond its levels × seconds before it is given up.
@@ -404,14 +403,15 @@ pub(crate) fn expire_profiles(
     let mut out = Vec::new();
     for d in st.desired(node)? {
         let Some(p) = &d.profile else { continue };
-        let levels = p["levels"].as_array().map_or(3, |a| a.len()) as f64;
-        let seconds = p["seconds"].as_f64().unwrap_or(10.0);
+        let levels = p.levels.len() as f64;
+        let seconds = p.seconds;
         let gave_up = errors
             .iter()
             .find(|(i, e)| *i == d.index && e.starts_with("profiling: "));
-        let reason = match (gave_up, p["started_at"].as_f64()) {
-            (Some((_, e)), _) => e.clone(),
-            (None, Some(t0)) if now > t0 + levels * seconds + PROFILE_SLACK_S => format!(
+        let t0 = p.started_at;
+        let reason = match gave_up {
+            Some((_, e)) => e.clone(),
+            None if now > t0 + levels * seconds + PROFILE_SLACK_S => format!(
                 "profiling: no sample {:.0} s after the phase began (each job must report its \
                  iterations over the line protocol)",
                 now - t0
@@ -436,7 +436,7 @@ pub(crate) fn expire_profiles(
         }
         let mut v = json!({"node": d.node, "index": d.index, "profiling_failed": reason});
         if !known.is_empty() {
-            let opts = profile_options(p);
+            let opts = options(p.options.objective, p.options.spare, p.options.cost_aware);
             let model = node_gpu(st, &d.node, d.index)?;
             match plan_gpu(st, active, &d.node, d.index, model, &known, &opts, None) {
                 Ok(p) => v["decision"] = p.reply()["decision"].clone(),
@@ -515,16 +515,15 @@ pub(crate) fn schedule(
                 }
                 let (layout, assigned) = d
                     .map(|d| (d.layout, d.jobs))
-                    .unwrap_or_else(|| ("empty".into(), json!([])));
+                    .unwrap_or_else(|| ("empty".into(), Vec::new()));
                 let Ok(current) = gpu::parse_valid_layout(model, &layout) else {
                     continue;
                 };
                 let mut jobs = Vec::new();
                 let mut ok = true;
-                for (k, a) in assigned.as_array().into_iter().flatten().enumerate() {
-                    let jid = a["id"].as_str().unwrap_or_default();
-                    let on = a["instance"].as_str().map(str::to_string);
-                    match resolve(st, active, model, &current, jid, on, k) {
+                for (k, a) in assigned.iter().enumerate() {
+                    let on = Some(a.instance.clone());
+                    match resolve(st, active, model, &current, &a.id, on, k) {
                         Ok((j, _)) => jobs.push(j),
                         Err(_) => ok = false,
                     }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Store errors.
@@ -77,33 +78,61 @@ pub struct Desired {
     pub node: String,
     pub index: u32,
     pub layout: String,
-    /// Which job runs on which instance: `[{"id": .., "instance": "3g.20gb@4"}]`.
-    pub jobs: Value,
-    /// While the GPU profiles its mix under MPS: `{"request", "jobs": [ids], "levels",
-    /// "seconds", "options"}`; the plan follows when the sample arrives.
-    pub profile: Option<Value>,
+    /// Which job runs on which instance.
+    pub jobs: Vec<Assignment>,
+    /// While the GPU profiles its mix under MPS; the plan follows when the sample arrives.
+    pub profile: Option<ProfileRequest>,
+}
+
+/// Job `id` runs on instance `instance` (`3g.20gb@4`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub id: String,
+    pub instance: String,
+}
+
+/// A profiling phase: the GPU runs `jobs` together under MPS at `levels` (active-thread %),
+/// `seconds` each; the plan made with `options` follows the first sample newer than
+/// `after_sample` that covers them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProfileRequest {
+    /// `node/index/nanos`: names this phase in the agent's report.
+    pub request: String,
+    /// Unix seconds (0 in phases stored before it was recorded: they expire at once).
+    #[serde(default)]
+    pub started_at: f64,
+    pub jobs: Vec<String>,
+    pub levels: [u32; 3],
+    pub seconds: f64,
+    #[serde(default)]
+    pub after_sample: i64,
+    #[serde(default)]
+    pub options: PlanOptions,
+}
+
+/// The optimizer options a plan was asked with, kept until the plan is made.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlanOptions {
+    #[serde(default)]
+    pub objective: Option<crate::optimizer::Objective>,
+    #[serde(default)]
+    pub spare: bool,
+    #[serde(default)]
+    pub cost_aware: bool,
 }
 
 impl Desired {
     /// Ids of the jobs assigned to instances.
     pub fn assigned(&self) -> Vec<String> {
-        self.jobs
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|j| j["id"].as_str().map(str::to_string))
-            .collect()
+        self.jobs.iter().map(|a| a.id.clone()).collect()
     }
 
     /// Ids of the jobs being profiled.
     pub fn profiled(&self) -> Vec<String> {
         self.profile
             .as_ref()
-            .and_then(|p| p["jobs"].as_array())
-            .into_iter()
-            .flatten()
-            .filter_map(|j| j.as_str().map(str::to_string))
-            .collect()
+            .map(|p| p.jobs.clone())
+            .unwrap_or_default()
     }
 
     /// The GPU's jobs: assigned or being profiled.
@@ -304,32 +333,18 @@ impl Store {
             if !d.job_ids().iter().any(|j| j == id) {
                 continue;
             }
-            let kept: Vec<&Value> = d
-                .jobs
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|j| j["id"] != id)
-                .collect();
+            let kept: Vec<&Assignment> = d.jobs.iter().filter(|j| j.id != id).collect();
             let profile = d.profile.clone().and_then(|mut p| {
-                let left: Vec<Value> = d
-                    .profiled()
-                    .into_iter()
-                    .filter(|j| j != id)
-                    .map(Value::String)
-                    .collect();
-                (!left.is_empty()).then(|| {
-                    p["jobs"] = Value::Array(left);
-                    p
-                })
+                p.jobs.retain(|j| j != id);
+                (!p.jobs.is_empty()).then_some(p)
             });
             tx.execute(
                 "UPDATE desired SET jobs = ?3, profile = ?4 WHERE node = ?1 AND idx = ?2",
                 params![
                     d.node,
                     d.index,
-                    serde_json::json!(kept).to_string(),
-                    profile.map(|p| p.to_string())
+                    to_json(&kept)?,
+                    profile.map(|p| to_json(&p)).transpose()?
                 ],
             )?;
             on = Some((d.node, d.index));
@@ -415,18 +430,18 @@ impl Store {
         }))
     }
 
-    /// What GPU `idx` of `node` should have: its layout and which job runs on which instance
-    /// (`[{"id": .., "instance": "3g.20gb@4"}]`). Ends a profiling phase.
+    /// What GPU `idx` of `node` should have: its layout and which job runs on which instance.
+    /// Ends a profiling phase.
     pub fn set_desired(
         &self,
         node: &str,
         idx: u32,
         layout: &str,
-        jobs: &Value,
+        jobs: &[Assignment],
     ) -> Result<(), StoreError> {
         self.conn.execute(
             "INSERT INTO desired (node, idx, layout, jobs, profile) VALUES (?1, ?2, ?3, ?4, NULL) ON CONFLICT(node, idx) DO UPDATE SET layout = excluded.layout, jobs = excluded.jobs, profile = NULL",
-            params![node, idx, layout, jobs.to_string()],
+            params![node, idx, layout, to_json(&jobs)?],
         )?;
         Ok(())
     }
@@ -454,7 +469,7 @@ impl Store {
         node: &str,
         idx: u32,
         layout: &str,
-        jobs: &Value,
+        jobs: &[Assignment],
         decision: &Value,
         dropped: &[String],
     ) -> Result<i64, StoreError> {
@@ -468,19 +483,11 @@ impl Store {
         node: &str,
         idx: u32,
         layout: &str,
-        profile: &Value,
+        profile: &ProfileRequest,
         dropped: &[String],
     ) -> Result<i64, StoreError> {
         let decision = serde_json::json!({"node": node, "index": idx, "profile": profile});
-        self.commit_gpu(
-            node,
-            idx,
-            layout,
-            &serde_json::json!([]),
-            Some(profile),
-            &decision,
-            dropped,
-        )
+        self.commit_gpu(node, idx, layout, &[], Some(profile), &decision, dropped)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -489,8 +496,8 @@ impl Store {
         node: &str,
         idx: u32,
         layout: &str,
-        jobs: &Value,
-        profile: Option<&Value>,
+        jobs: &[Assignment],
+        profile: Option<&ProfileRequest>,
         decision: &Value,
         dropped: &[String],
     ) -> Result<i64, StoreError> {
@@ -502,13 +509,13 @@ impl Store {
         let seq = tx.last_insert_rowid();
         tx.execute(
             "INSERT INTO desired (node, idx, layout, jobs, profile) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(node, idx) DO UPDATE SET layout = excluded.layout, jobs = excluded.jobs, profile = excluded.profile",
-            params![node, idx, layout, jobs.to_string(), profile.map(|p| p.to_string())],
+            params![node, idx, layout, to_json(&jobs)?, profile.map(to_json).transpose()?],
         )?;
         let d = Desired {
             node: node.into(),
             index: idx,
             layout: layout.into(),
-            jobs: jobs.clone(),
+            jobs: jobs.to_vec(),
             profile: profile.cloned(),
         };
         for id in d.job_ids() {
@@ -655,15 +662,29 @@ fn desired_rows(conn: &Connection, node: Option<&str>) -> Result<Vec<Desired>, S
     let mut out = Vec::new();
     for r in rows {
         let (node, index, layout, j, p) = r?;
+        // A row this version cannot read is an error that names it, never a silent empty GPU.
+        let bad = |what: &str, e: serde_json::Error| {
+            StoreError::Schema(format!("desired state of {node}/{index}: {what}: {e}"))
+        };
+        let jobs = serde_json::from_str(&j).map_err(|e| bad("jobs", e))?;
+        let profile = match p {
+            Some(p) => Some(serde_json::from_str(&p).map_err(|e| bad("profile", e))?),
+            None => None,
+        };
         out.push(Desired {
             node,
             index,
             layout,
-            jobs: serde_json::from_str(&j).unwrap_or(Value::Array(vec![])),
-            profile: p.and_then(|p| serde_json::from_str(&p).ok()),
+            jobs,
+            profile,
         });
     }
     Ok(out)
+}
+
+/// A value as stored JSON text.
+fn to_json<T: Serialize + ?Sized>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Schema(format!("cannot store a record: {e}")))
 }
 
 #[cfg(test)]
@@ -696,7 +717,7 @@ mod tests {
         assert_eq!(v, SCHEMA_VERSION);
         let d = s.desired("n1").unwrap();
         assert_eq!(d[0].layout, "7g.40gb@0", "rows kept");
-        assert_eq!(d[0].jobs, serde_json::json!([]));
+        assert!(d[0].jobs.is_empty() && d[0].profile.is_none());
         drop(s);
         assert!(Store::open(&old).is_ok(), "opening again changes nothing");
         // One from a newer miso is refused, and left as it was.

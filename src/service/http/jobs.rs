@@ -103,22 +103,24 @@ pub(super) async fn finish_job(
             .unwrap_or_default();
         if !rest.is_empty() {
             let model = node_gpu(&st, &node, idx)?;
-            out.replanned = Some(match plan::plan_gpu(
-                &st,
-                active.as_ref(),
-                &node,
-                idx,
-                model,
-                &rest,
-                &Options::default(),
-                None,
-            ) {
-                Ok(p) => {
-                    let p = p.reply();
-                    json!({"node": node, "index": idx, "layout": p["layout"], "decision": p["decision"]})
-                }
-                Err(e) => json!({"node": node, "index": idx, "error": e.message()}),
-            });
+            out.replanned = Some(
+                match plan::plan_gpu(
+                    &st,
+                    active.as_ref(),
+                    &node,
+                    idx,
+                    model,
+                    &rest,
+                    &Options::default(),
+                    None,
+                ) {
+                    Ok(p) => {
+                        let p = p.reply();
+                        json!({"node": node, "index": idx, "layout": p["layout"], "decision": p["decision"]})
+                    }
+                    Err(e) => json!({"node": node, "index": idx, "error": e.message()}),
+                },
+            );
         }
     }
     Ok(Json(out).into_response())

@@ -140,7 +140,8 @@ async fn observe(
         };
         let mut r = ApiError(status, msg).into_response();
         if let Some(allow) = parts.headers.get(axum::http::header::ALLOW) {
-            r.headers_mut().insert(axum::http::header::ALLOW, allow.clone());
+            r.headers_mut()
+                .insert(axum::http::header::ALLOW, allow.clone());
         }
         resp = r;
     }
@@ -385,7 +386,10 @@ impl utoipa::Modify for Bearer {
         use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         doc.components
             .get_or_insert_with(Default::default)
-            .add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+            );
     }
 }
 
@@ -465,7 +469,9 @@ pub fn router(store: Store, cfg: &Config) -> Result<Router, String> {
     // Per route, inside out: a panic is a 500 (in the handler's own task), the handler runs as
     // its own task, and (but for retrain) the reply comes within the request timeout.
     let (timed, _) = routes()
-        .route_layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_reply))
+        .route_layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_reply,
+        ))
         .route_layer(axum::middleware::from_fn(isolate))
         .route_layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -473,7 +479,9 @@ pub fn router(store: Store, cfg: &Config) -> Result<Router, String> {
         ))
         .split_for_parts();
     let (untimed, _) = untimed_routes()
-        .route_layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_reply))
+        .route_layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_reply,
+        ))
         .route_layer(axum::middleware::from_fn(isolate))
         .split_for_parts();
     Ok(timed
@@ -551,7 +559,6 @@ async fn serve_connections(
     header_timeout: std::time::Duration,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    
     let (quit_tx, quit_rx) = tokio::sync::watch::channel(false);
     let mut conns = tokio::task::JoinSet::new();
     tokio::pin!(stop);
@@ -577,7 +584,9 @@ async fn serve_connections(
                 // The handshake counts against the header timeout: a client that connects and
                 // never speaks TLS is dropped like one that never sends its headers.
                 Some(acc) => {
-                    if let Ok(Ok(s)) = tokio::time::timeout(header_timeout, acc.accept(stream)).await {
+                    if let Ok(Ok(s)) =
+                        tokio::time::timeout(header_timeout, acc.accept(stream)).await
+                    {
                         serve_one(s, svc, header_timeout, quit).await
                     }
                 }
@@ -649,7 +658,9 @@ mod tests {
         let app: Router = Router::new()
             .route("/boom", get(boom))
             .route("/healthz", get(ops::healthz))
-            .route_layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_reply))
+            .route_layer(tower_http::catch_panic::CatchPanicLayer::custom(
+                panic_reply,
+            ))
             .route_layer(axum::middleware::from_fn(isolate))
             .layer(axum::middleware::from_fn_with_state(s.clone(), observe))
             .with_state(s.clone());
@@ -722,7 +733,9 @@ mod tests {
         };
         let app: Router = Router::new()
             .route("/slow", get(slow))
-            .route_layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_reply))
+            .route_layer(tower_http::catch_panic::CatchPanicLayer::custom(
+                panic_reply,
+            ))
             .route_layer(axum::middleware::from_fn(isolate))
             .route_layer(tower_http::timeout::TimeoutLayer::with_status_code(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -746,7 +759,10 @@ mod tests {
             v["error"].as_str().unwrap().contains("request timeout"),
             "{v}"
         );
-        assert!(!done.load(Ordering::SeqCst), "replied before the handler finished");
+        assert!(
+            !done.load(Ordering::SeqCst),
+            "replied before the handler finished"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(900)).await;
         assert!(done.load(Ordering::SeqCst), "the handler ran to its end");
         let _ = std::fs::remove_file(&db);

@@ -387,5 +387,6 @@ pub(super) async fn predict(
     Ok(Json(api::Prediction {
         model: name.clone(),
         jobs,
-    }).into_response())
+    })
+    .into_response())
 }

@@ -143,7 +143,7 @@ pub(super) async fn put_desired(
         )));
     }
     let placed = plan::placed_elsewhere(&st, &node, idx)?;
-    let jobs: Vec<Assigned> = match d.jobs {
+    let jobs: Vec<crate::service::store::Assignment> = match d.jobs {
         Some(js) => {
             let mut ids = std::collections::HashSet::new();
             let mut insts = std::collections::HashSet::new();
@@ -177,23 +177,19 @@ pub(super) async fn put_desired(
                 }
             }
             js.into_iter()
-                .map(|j| Assigned {
+                .map(|j| crate::service::store::Assignment {
                     instance: label_of(&j.instance).unwrap_or_default(),
                     id: j.id,
                 })
                 .collect()
         }
-        None => {
-            let old = st
-                .desired_gpu(&node, idx)?
-                .map(|d| d.jobs)
-                .unwrap_or(json!([]));
-            serde_json::from_value::<Vec<Assigned>>(old)
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|a| label_of(&a.instance).is_some())
-                .collect()
-        }
+        None => st
+            .desired_gpu(&node, idx)?
+            .map(|d| d.jobs)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| label_of(&a.instance).is_some())
+            .collect(),
     };
     // One transaction, as a plan: the layout and assignment, assigned jobs running, jobs that
     // lost their instance queued again.
@@ -206,14 +202,7 @@ pub(super) async fn put_desired(
         .filter(|id| !jobs.iter().any(|a| &a.id == id))
         .collect();
     let decision = json!({"node": node, "index": idx, "layout": l.label(model), "jobs": jobs, "set_by": "PUT desired"});
-    st.apply_plan(
-        &node,
-        idx,
-        &l.label(model),
-        &json!(jobs),
-        &decision,
-        &dropped,
-    )?;
+    st.apply_plan(&node, idx, &l.label(model), &jobs, &decision, &dropped)?;
     Ok(
         Json(json!({"node": node, "index": idx, "layout": l.label(model), "jobs": jobs}))
             .into_response(),
@@ -230,10 +219,9 @@ pub(super) async fn get_desired(
     let mut v = Vec::new();
     for d in st.desired(&node)? {
         let mut js = Vec::new();
-        for j in d.jobs.as_array().into_iter().flatten() {
-            let id = j["id"].as_str().unwrap_or_default();
-            let command = st.job(id)?.map(|(b, _)| b["command"].clone());
-            js.push(json!({"id": id, "instance": j["instance"], "command": command.unwrap_or(Value::Null)}));
+        for j in &d.jobs {
+            let command = st.job(&j.id)?.map(|(b, _)| b["command"].clone());
+            js.push(json!({"id": j.id, "instance": j.instance, "command": command.unwrap_or(Value::Null)}));
         }
         let profile = match &d.profile {
             None => Value::Null,
@@ -244,7 +232,7 @@ pub(super) async fn get_desired(
                     let label = body["workload"].as_str().unwrap_or(&id).to_string();
                     pj.push(json!({"id": id, "label": label, "command": body["command"]}));
                 }
-                json!({"request": p["request"], "levels": p["levels"], "seconds": p["seconds"], "jobs": pj})
+                json!({"request": p.request, "levels": p.levels, "seconds": p.seconds, "jobs": pj})
             }
         };
         v.push(json!({"index": d.index, "layout": d.layout, "jobs": js, "profile": profile}));
