@@ -204,3 +204,86 @@ fn bad_arguments_are_refused_before_anything_starts() {
         assert!(!dir.join("run").exists(), "{args:?} started something");
     }
 }
+
+#[test]
+fn relayout_drains_requeues_rewrites_gres_and_resumes() {
+    if !is_root() {
+        assert!(!required(), "MISO_REQUIRE_SLURM=1 but not root");
+        eprintln!("skipped: the Slurm cluster needs root");
+        return;
+    }
+    let c = Cluster::up("relayout", 1, 18817 + (std::process::id() % 500) as u16 * 4);
+    // A job that checkpoints nothing but knows whether it was restarted.
+    let id = c
+        .slurm(
+            "sbatch",
+            &[
+                "--parsable",
+                "-p",
+                "miso",
+                "--gres=gpu:1",
+                "--requeue",
+                "-o",
+                c.dir.join("job-%j.out").to_str().unwrap(),
+                "--wrap",
+                "echo start $SLURM_RESTART_COUNT; if [ \"${SLURM_RESTART_COUNT:-0}\" = 0 ]; then sleep 120; fi",
+            ],
+        )
+        .trim()
+        .to_string();
+    let running = |c: &Cluster| {
+        c.slurm("squeue", &["-h", "-j", &id, "-o", "%t"])
+            .trim()
+            .to_string()
+    };
+    let t0 = Instant::now();
+    while running(&c) != "R" {
+        assert!(t0.elapsed() < Duration::from_secs(60), "{} never ran", id);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = script(
+        &c.dir,
+        &["relayout", "--node", "node1", "--layout", "2g.10gb@0,2g.10gb@2,2g.10gb@4,1g.5gb@6"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        logs(&c.dir)
+    );
+    assert!(text.contains("1 job(s) requeued"), "{text}");
+    let node = c.slurm("scontrol", &["show", "node", "node1"]);
+    assert!(node.contains("Gres=gpu:1g.5gb:1,gpu:2g.10gb:3"), "{node}");
+    // The requeued job runs again (its restart count says so) and completes; a job asking for
+    // one of the new slices by type runs on it.
+    let typed = c
+        .slurm(
+            "sbatch",
+            &["--parsable", "-p", "miso", "--gres=gpu:2g.10gb:1", "--wrap", "true"],
+        )
+        .trim()
+        .to_string();
+    let t0 = Instant::now();
+    loop {
+        let a = c.slurm("scontrol", &["show", "job", &id]);
+        let b = c.slurm("scontrol", &["show", "job", &typed]);
+        if a.contains("JobState=COMPLETED") && b.contains("JobState=COMPLETED") {
+            assert!(a.contains("Restarts=1"), "{a}");
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "{a}\n{b}\n{}",
+            logs(&c.dir)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let out = std::fs::read_to_string(c.dir.join(format!("job-{id}.out"))).unwrap();
+    assert!(out.contains("start 1"), "{out}");
+    // A layout miso does not accept changes nothing.
+    let before = std::fs::read_to_string(c.dir.join("etc/gres.conf")).unwrap();
+    let out = script(&c.dir, &["relayout", "--node", "node1", "--layout", "4g.20gb@0,4g.20gb@4"]);
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read_to_string(c.dir.join("etc/gres.conf")).unwrap(), before);
+}
