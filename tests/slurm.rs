@@ -29,7 +29,16 @@ impl Cluster {
     fn up(name: &str, nodes: usize, port: u16) -> Cluster {
         let dir = std::env::temp_dir().join(format!("miso-slurm-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let out = script(&dir, &["up", "--nodes", &nodes.to_string(), "--port", &port.to_string()]);
+        let out = script(
+            &dir,
+            &[
+                "up",
+                "--nodes",
+                &nodes.to_string(),
+                "--port",
+                &port.to_string(),
+            ],
+        );
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(
             out.status.success(),
@@ -69,13 +78,16 @@ impl Drop for Cluster {
 
 fn script(dir: &Path, args: &[&str]) -> std::process::Output {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_miso"));
-    Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/slurm-cluster"))
-        .args(args)
-        .arg("--dir")
-        .arg(dir)
-        .env("MISO_BIN", bin)
-        .output()
-        .expect("scripts/slurm-cluster runs")
+    Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/slurm-cluster"
+    ))
+    .args(args)
+    .arg("--dir")
+    .arg(dir)
+    .env("MISO_BIN", bin)
+    .output()
+    .expect("scripts/slurm-cluster runs")
 }
 
 fn logs(dir: &Path) -> String {
@@ -83,7 +95,10 @@ fn logs(dir: &Path) -> String {
     for f in ["slurmctld.log", "slurmd-node1.log", "munged.log"] {
         let t = std::fs::read_to_string(dir.join("log").join(f)).unwrap_or_default();
         let tail: Vec<&str> = t.lines().rev().take(15).collect();
-        s += &format!("--- {f}\n{}\n", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        s += &format!(
+            "--- {f}\n{}\n",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
     }
     s
 }
@@ -107,7 +122,9 @@ fn plain_sbatch_jobs_run_on_typed_mig_slices_two_per_node() {
     let c = Cluster::up("eight", 2, 16817 + (std::process::id() % 500) as u16 * 4);
     let gres = std::fs::read_to_string(c.dir.join("etc/gres.conf")).unwrap();
     assert_eq!(
-        gres.lines().filter(|l| l.contains("Type=3g.20gb File=")).count(),
+        gres.lines()
+            .filter(|l| l.contains("Type=3g.20gb File="))
+            .count(),
         4,
         "{gres}"
     );
@@ -186,7 +203,11 @@ fn plain_sbatch_jobs_run_on_typed_mig_slices_two_per_node() {
     for (p, pid) in kept {
         let pid: i32 = String::from_utf8_lossy(&pid).trim().parse().unwrap();
         // SAFETY: signal 0 only checks that the process exists.
-        assert!(unsafe { libc::kill(pid, 0) } != 0, "{} still runs", p.display());
+        assert!(
+            unsafe { libc::kill(pid, 0) } != 0,
+            "{} still runs",
+            p.display()
+        );
     }
 }
 
@@ -243,7 +264,13 @@ fn relayout_drains_requeues_rewrites_gres_and_resumes() {
     }
     let out = script(
         &c.dir,
-        &["relayout", "--node", "node1", "--layout", "2g.10gb@0,2g.10gb@2,2g.10gb@4,1g.5gb@6"],
+        &[
+            "relayout",
+            "--node",
+            "node1",
+            "--layout",
+            "2g.10gb@0,2g.10gb@2,2g.10gb@4,1g.5gb@6",
+        ],
     );
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
@@ -260,7 +287,14 @@ fn relayout_drains_requeues_rewrites_gres_and_resumes() {
     let typed = c
         .slurm(
             "sbatch",
-            &["--parsable", "-p", "miso", "--gres=gpu:2g.10gb:1", "--wrap", "true"],
+            &[
+                "--parsable",
+                "-p",
+                "miso",
+                "--gres=gpu:2g.10gb:1",
+                "--wrap",
+                "true",
+            ],
         )
         .trim()
         .to_string();
@@ -283,7 +317,19 @@ fn relayout_drains_requeues_rewrites_gres_and_resumes() {
     assert!(out.contains("start 1"), "{out}");
     // A layout miso does not accept changes nothing.
     let before = std::fs::read_to_string(c.dir.join("etc/gres.conf")).unwrap();
-    let out = script(&c.dir, &["relayout", "--node", "node1", "--layout", "4g.20gb@0,4g.20gb@4"]);
+    let out = script(
+        &c.dir,
+        &[
+            "relayout",
+            "--node",
+            "node1",
+            "--layout",
+            "4g.20gb@0,4g.20gb@4",
+        ],
+    );
     assert!(!out.status.success());
-    assert_eq!(std::fs::read_to_string(c.dir.join("etc/gres.conf")).unwrap(), before);
+    assert_eq!(
+        std::fs::read_to_string(c.dir.join("etc/gres.conf")).unwrap(),
+        before
+    );
 }
