@@ -256,7 +256,6 @@ pub fn client_for(
     let opts = miso::service::client::ClientOptions {
         ca_file: ca_file.clone(),
         allow_plain,
-        timeout: None,
     };
     miso::service::client::Client::new(url, token.as_deref(), &opts)
         .map_err(|e| anyhow::anyhow!("--controller: {e}"))

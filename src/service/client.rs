@@ -26,9 +26,10 @@ pub struct ClientOptions {
     pub ca_file: Option<std::path::PathBuf>,
     /// Allow `http://` to a host outside loopback.
     pub allow_plain: bool,
-    /// Whole-request timeout; 30 s when `None`.
-    pub timeout: Option<Duration>,
 }
+
+/// Longest time one request to the controller may take.
+const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// True when `host` (a name or address, without port) resolves only to loopback addresses.
 pub fn is_loopback(host: &str) -> bool {
@@ -112,7 +113,7 @@ impl Client {
         };
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(opts.timeout.unwrap_or(Duration::from_secs(30))))
+            .timeout_global(Some(TIMEOUT))
             .proxy(None)
             .tls_config(TlsConfig::builder().root_certs(roots).build())
             .build()
@@ -128,11 +129,6 @@ impl Client {
     /// The controller's host (name or address, without port).
     pub fn host(&self) -> &str {
         &self.host
-    }
-
-    /// The base URL, as given.
-    pub fn base(&self) -> &str {
-        &self.base
     }
 
     /// Send one request (JSON body when given); returns the status code and the body.

@@ -54,7 +54,7 @@ pub(super) struct AppState {
     active: Mutex<Option<(String, crate::predictor::Predictor)>>,
     token: Option<String>,
     open_reads: bool,
-    /// Replies by (route pattern, HTTP status), counted in one place (`log_access`).
+    /// Replies by (route pattern, HTTP status), counted in one place (`observe`).
     requests: Mutex<BTreeMap<(String, u16), u64>>,
     errors: AtomicU64,
     recommend_ns: AtomicU64,
@@ -108,11 +108,7 @@ async fn observe(
     let t = std::time::Instant::now();
     let method = req.method().clone();
     let path: String = req.uri().path().chars().take(200).collect();
-    // The route pattern (`/v1/jobs/{id}/finish`), never the ids in the path.
-    let route = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or("(no route)".to_string(), |m| m.as_str().to_string());
+    let route = route_of(&req);
     let mut resp = next.run(req).await;
     let json = resp
         .headers()
@@ -161,6 +157,14 @@ async fn observe(
     resp
 }
 
+/// The route pattern of a request (`/v1/jobs/{id}/finish`), never the ids in its path;
+/// `(no route)` when none matched.
+fn route_of<B>(req: &axum::http::Request<B>) -> String {
+    req.extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("(no route)".to_string(), |m| m.as_str().to_string())
+}
+
 /// Each handler runs as its own task: a client that disconnects or a request that times out
 /// never cancels a write half-way (it completes and commits; only its reply is lost), and a
 /// slow handler never holds the connection task's worker.
@@ -200,14 +204,7 @@ impl From<Refusal> for ApiError {
             Refusal::Unfit(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Refusal::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let msg = match r {
-            Refusal::Invalid(m)
-            | Refusal::NotFound(m)
-            | Refusal::Conflict(m)
-            | Refusal::Unfit(m)
-            | Refusal::Internal(m) => m,
-        };
-        ApiError(code, msg)
+        ApiError(code, r.message().to_string())
     }
 }
 
@@ -425,12 +422,41 @@ fn untimed_routes() -> utoipa_axum::router::OpenApiRouter<Arc<AppState>> {
     utoipa_axum::router::OpenApiRouter::new().routes(routes!(models::retrain))
 }
 
+/// The routes with and without the request timeout, and the OpenAPI document of both.
+fn parts() -> (
+    Router<Arc<AppState>>,
+    Router<Arc<AppState>>,
+    utoipa::openapi::OpenApi,
+) {
+    let (timed, mut doc) = routes().split_for_parts();
+    let (untimed, more) = untimed_routes().split_for_parts();
+    doc.merge(more);
+    (timed, untimed, doc)
+}
+
 /// The generated OpenAPI document (what `GET /openapi.json` serves).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, mut doc) = routes().split_for_parts();
-    let (_, more) = untimed_routes().split_for_parts();
-    doc.merge(more);
-    doc
+    parts().2
+}
+
+/// Per route, inside out: a panic is a 500 (caught in the handler's own task), and the handler
+/// runs as its own task.
+fn guarded<S: Clone + Send + Sync + 'static>(r: Router<S>) -> Router<S> {
+    r.route_layer(tower_http::catch_panic::CatchPanicLayer::custom(
+        panic_reply,
+    ))
+    .route_layer(axum::middleware::from_fn(isolate))
+}
+
+/// [`guarded`], and the reply comes within `timeout` (else a 503; the handler still ends).
+fn timed<S: Clone + Send + Sync + 'static>(
+    r: Router<S>,
+    timeout: std::time::Duration,
+) -> Router<S> {
+    guarded(r).route_layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        StatusCode::SERVICE_UNAVAILABLE,
+        timeout,
+    ))
 }
 
 /// The API's routes over an open store, with the settings of `cfg` (token, open reads, models,
@@ -465,32 +491,16 @@ pub fn router(store: Store, cfg: &Config) -> Result<Router, String> {
         models::activate_model(&s, name, how)
             .map_err(|e| format!("cannot activate model `{name}`: {}", e.1))?;
     }
-    let doc = Arc::new(openapi());
-    // Per route, inside out: a panic is a 500 (in the handler's own task), the handler runs as
-    // its own task, and (but for retrain) the reply comes within the request timeout.
-    let (timed, _) = routes()
-        .route_layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            panic_reply,
-        ))
-        .route_layer(axum::middleware::from_fn(isolate))
-        .route_layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            cfg.request_timeout,
-        ))
-        .split_for_parts();
-    let (untimed, _) = untimed_routes()
-        .route_layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            panic_reply,
-        ))
-        .route_layer(axum::middleware::from_fn(isolate))
-        .split_for_parts();
-    Ok(timed
-        .merge(untimed)
+    let (with_timeout, without, doc) = parts();
+    // The document is the same for every request: serialised once.
+    let doc = axum::body::Bytes::from(serde_json::to_vec(&doc).map_err(|e| e.to_string())?);
+    Ok(timed(with_timeout, cfg.request_timeout)
+        .merge(guarded(without))
         .route(
             "/openapi.json",
             get(move || {
                 let doc = doc.clone();
-                async move { Json(doc.as_ref().clone()) }
+                async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], doc) }
             }),
         )
         // Around every route, inside out: body limits (413 before a byte of a too-long body is
@@ -501,12 +511,7 @@ pub fn router(store: Store, cfg: &Config) -> Result<Router, String> {
         .layer(
             tower_http::trace::TraceLayer::new_for_http()
                 .make_span_with(|req: &axum::http::Request<_>| {
-                    let route = req
-                        .extensions()
-                        .get::<axum::extract::MatchedPath>()
-                        .map(|m| m.as_str().to_string())
-                        .unwrap_or_default();
-                    tracing::info_span!("request", method = %req.method(), route = %route)
+                    tracing::info_span!("request", method = %req.method(), route = %route_of(req))
                 })
                 .on_request(())
                 .on_response(())
@@ -655,13 +660,10 @@ mod tests {
         async fn boom() -> &'static str {
             panic!("a bug")
         }
-        let app: Router = Router::new()
+        let app = Router::<Arc<AppState>>::new()
             .route("/boom", get(boom))
-            .route("/healthz", get(ops::healthz))
-            .route_layer(tower_http::catch_panic::CatchPanicLayer::custom(
-                panic_reply,
-            ))
-            .route_layer(axum::middleware::from_fn(isolate))
+            .route("/healthz", get(ops::healthz));
+        let app: Router = guarded(app)
             .layer(axum::middleware::from_fn_with_state(s.clone(), observe))
             .with_state(s.clone());
         use tower::ServiceExt;
@@ -731,16 +733,8 @@ mod tests {
                 "late"
             }
         };
-        let app: Router = Router::new()
-            .route("/slow", get(slow))
-            .route_layer(tower_http::catch_panic::CatchPanicLayer::custom(
-                panic_reply,
-            ))
-            .route_layer(axum::middleware::from_fn(isolate))
-            .route_layer(tower_http::timeout::TimeoutLayer::with_status_code(
-                StatusCode::SERVICE_UNAVAILABLE,
-                std::time::Duration::from_millis(100),
-            ))
+        let app = Router::<Arc<AppState>>::new().route("/slow", get(slow));
+        let app: Router = timed(app, std::time::Duration::from_millis(100))
             .layer(axum::middleware::from_fn_with_state(s.clone(), observe))
             .with_state(s.clone());
         use tower::ServiceExt;
