@@ -24,6 +24,7 @@ pub mod recommend;
 pub mod reconfigure;
 pub mod serve;
 pub mod simulate;
+pub mod slurm;
 pub mod status;
 pub mod train;
 
@@ -94,6 +95,10 @@ enum Command {
     /// MISO_REPORT_PORT and writes one line per iteration over TCP: `<MISO_JOB> <seconds>`
     /// (README, "Job protocol"; examples/train_job.sh follows both protocols).
     Agent(agent::AgentArgs),
+    /// miso on Slurm: the connector that places a Slurm partition's jobs on MIG slices and
+    /// re-partitions its nodes through Slurm's own drain/requeue/resume.
+    #[command(subcommand)]
+    Slurm(slurm::SlurmCmd),
     /// What a controller knows: each GPU's desired and reported layout, the jobs on its
     /// instances, profiling phases, and every job's state.
     Status(status::StatusArgs),
@@ -168,6 +173,7 @@ fn run(c: Command) -> Result<()> {
         Command::Openapi(a) => serve::run_openapi(a),
         Command::Agent(a) => agent::run(a),
         Command::Status(a) => status::run(a),
+        Command::Slurm(c) => slurm::run(c),
         Command::Loadtest(a) => loadtest::run(a),
         Command::Profile(a) => profile::run(a),
         Command::Simulate(a) => simulate::run(a),

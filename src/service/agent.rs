@@ -213,6 +213,16 @@ fn converge(
     (error, jobs)
 }
 
+/// What a held GPU reports: the jobs of ours still running there.
+fn held_jobs(runner: &Runner, idx: u32) -> Vec<Value> {
+    runner
+        .running()
+        .iter()
+        .filter(|r| r.gpu == idx)
+        .map(|r| json!({"id": r.id, "instance": r.instance, "state": "running", "pid": r.pid, "starts": r.starts}))
+        .collect()
+}
+
 /// Why profiling did not end with a sample at the controller.
 enum ProfileError {
     /// Try again next pass (the instance is not there yet, the controller is unreachable).
@@ -383,7 +393,14 @@ pub fn run(
                     let Some(model) = model_of(idx) else {
                         continue;
                     };
-                    let (mut error, jobs) = converge(cfg, ctl, &mut runner, model, idx, &d, log);
+                    // A held node keeps its layout and starts nothing: whoever holds it
+                    // (`miso slurm`, an operator) releases it when the GPU may change.
+                    let held = d["hold"].as_str().is_some();
+                    let (mut error, jobs) = if held {
+                        (None, held_jobs(&runner, idx))
+                    } else {
+                        converge(cfg, ctl, &mut runner, model, idx, &d, log)
+                    };
                     let now = ctl.layout(idx).map(|l| l.label(model)).unwrap_or_else(|e| {
                         error.get_or_insert(e.to_string());
                         "empty".into()
@@ -391,8 +408,7 @@ pub fn run(
                     if let Some(e) = &error {
                         log(&format!("GPU {idx}: {e}"));
                     }
-                    reports
-                        .push(json!({"index": idx, "layout": now, "error": error, "jobs": jobs}));
+                    reports.push(json!({"index": idx, "layout": now, "error": error, "jobs": jobs, "held": held}));
                 }
                 if let Err(e) = call(
                     cfg,

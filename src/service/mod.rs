@@ -13,6 +13,7 @@ pub mod loadtest;
 pub mod plan;
 pub mod profile;
 pub mod runner;
+pub mod slurm;
 pub mod store;
 
 pub use http::{router, serve, Config, MAX_BODY};

@@ -154,7 +154,7 @@ CREATE TABLE IF NOT EXISTS models (name TEXT PRIMARY KEY, body TEXT NOT NULL, re
 ";
 
 /// The schema version this miso writes (see `Store::migrate`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Add `col` to `table` when a database made before it lacks it.
 fn ensure_column(conn: &Connection, table: &str, col: &str, decl: &str) -> Result<(), StoreError> {
@@ -210,6 +210,13 @@ impl Store {
                 ensure_column(&tx, table, col, decl)?;
             }
             tx.pragma_update(None, "user_version", 1)?;
+            tx.commit()?;
+        }
+        if v < 2 {
+            // 2: a node can be held (its agents keep the layout they have).
+            let tx = self.conn.unchecked_transaction()?;
+            ensure_column(&tx, "nodes", "hold", "TEXT")?;
+            tx.pragma_update(None, "user_version", 2)?;
             tx.commit()?;
         }
         Ok(())
@@ -284,7 +291,46 @@ impl Store {
     }
 
     pub fn nodes(&self) -> Result<Vec<Value>, StoreError> {
-        self.list("SELECT body FROM nodes ORDER BY name")
+        let mut st = self
+            .conn
+            .prepare("SELECT body, hold FROM nodes ORDER BY name")?;
+        let rows = st.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (body, hold) = row?;
+            let mut v: Value = serde_json::from_str(&body)
+                .map_err(|e| StoreError::Schema(format!("nodes.body: {e}")))?;
+            if let Some(h) = hold {
+                v["hold"] = Value::String(h);
+            }
+            out.push(v);
+        }
+        Ok(out)
+    }
+
+    /// Hold a node (`Some(reason)`: its agents keep the layout they have and start nothing new
+    /// until released) or release it (`None`). Returns false when there is no such node.
+    pub fn set_hold(&self, name: &str, reason: Option<&str>) -> Result<bool, StoreError> {
+        let n = self.conn.execute(
+            "UPDATE nodes SET hold = ?2 WHERE name = ?1",
+            params![name, reason],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Why a node is held, if it is.
+    pub fn hold(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT hold FROM nodes WHERE name = ?1",
+                params![name],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()?
+            .flatten())
     }
 
     /// Insert a new job; an id already used is a conflict (nothing changes).

@@ -59,6 +59,14 @@ pub struct ReportStored {
     pub profiling_ended: Vec<Value>,
 }
 
+/// `PUT /v1/nodes/{name}/hold`: whether the node is held now, and why.
+#[derive(Serialize, ToSchema)]
+pub struct Held {
+    pub node: String,
+    pub hold: bool,
+    pub reason: Option<String>,
+}
+
 /// `POST /v1/models/{name}/activate`: the model now used for predictions.
 #[derive(Serialize, ToSchema)]
 pub struct Activated {

@@ -403,6 +403,7 @@ fn routes() -> utoipa_axum::router::OpenApiRouter<Arc<AppState>> {
         .routes(routes!(nodes::register_node, nodes::list_nodes))
         .routes(routes!(nodes::put_desired))
         .routes(routes!(nodes::get_desired))
+        .routes(routes!(nodes::put_hold))
         .routes(routes!(nodes::export_node))
         .routes(routes!(nodes::post_report))
         .routes(routes!(jobs::submit_job, jobs::list_jobs))

@@ -209,6 +209,57 @@ pub(super) async fn put_desired(
     )
 }
 
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HoldBody {
+    /// true: the node's agents keep the layout they have (no destroy, no create, no new job
+    /// started) until released; false: release.
+    hold: bool,
+    /// Why (shown in `GET /v1/nodes`), at most 200 characters.
+    #[serde(default)]
+    #[schema(max_length = 200)]
+    reason: Option<String>,
+}
+
+/// `PUT /v1/nodes/{name}/hold`: hold or release a node. While held, its desired state can
+/// still be planned and changed, but the agents do not apply it: whoever holds the node (an
+/// operator during maintenance, `miso slurm` while Slurm still runs jobs on slices a new
+/// layout would destroy) releases it when the GPU may change.
+#[utoipa::path(put, path = "/v1/nodes/{name}/hold", tag = "nodes", params(("name" = String, Path, description = "node name")), request_body = HoldBody, responses((status = 200, description = "held or released", body = api::Held), (status = 400, description = "a field is wrong (the message names it)", body = api::ErrorBody), (status = 401, description = "no or wrong bearer token", body = api::ErrorBody), (status = 404, description = "no such node, GPU, job or model", body = api::ErrorBody)))]
+pub(super) async fn put_hold(
+    State(s): State<Arc<AppState>>,
+    Path(node): Path<String>,
+    b: Result<Json<HoldBody>, JsonRejection>,
+) -> ApiResult {
+    let h = body(b)?;
+    let reason = match (h.hold, h.reason) {
+        (false, _) => None,
+        (true, None) => Some("held".to_string()),
+        (true, Some(r)) => {
+            if r.chars().count() > 200 || r.chars().any(char::is_control) {
+                return Err(bad("reason: at most 200 characters, no control characters"));
+            }
+            Some(if r.trim().is_empty() {
+                "held".to_string()
+            } else {
+                r
+            })
+        }
+    };
+    if !s.store().set_hold(&node, reason.as_deref())? {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no node `{}`", node.escape_debug()),
+        ));
+    }
+    Ok(Json(api::Held {
+        node,
+        hold: reason.is_some(),
+        reason,
+    })
+    .into_response())
+}
+
 /// `GET /v1/nodes/{name}/desired`: per GPU the layout and the jobs to run, with their commands.
 #[utoipa::path(get, path = "/v1/nodes/{name}/desired", tag = "nodes", params(("name" = String, Path, description = "node name")), responses((status = 200, description = "per GPU: layout, jobs with their commands, profiling phase", body = Vec<Object>), (status = 401, description = "no or wrong bearer token", body = api::ErrorBody)))]
 pub(super) async fn get_desired(
@@ -216,6 +267,7 @@ pub(super) async fn get_desired(
     Path(node): Path<String>,
 ) -> ApiResult {
     let st = s.reader();
+    let hold = st.hold(&node)?;
     let mut v = Vec::new();
     for d in st.desired(&node)? {
         let mut js = Vec::new();
@@ -235,7 +287,7 @@ pub(super) async fn get_desired(
                 json!({"request": p.request, "levels": p.levels, "seconds": p.seconds, "jobs": pj})
             }
         };
-        v.push(json!({"index": d.index, "layout": d.layout, "jobs": js, "profile": profile}));
+        v.push(json!({"index": d.index, "layout": d.layout, "jobs": js, "profile": profile, "hold": hold}));
     }
     Ok(Json(v).into_response())
 }
@@ -320,6 +372,9 @@ pub(super) struct GpuReport {
     layout: String,
     #[serde(default)]
     error: Option<String>,
+    /// The node is held: the agent left the layout as it was.
+    #[serde(default)]
+    held: bool,
     /// The jobs the agent runs on this GPU.
     #[serde(default)]
     jobs: Vec<JobReport>,

@@ -1,0 +1,609 @@
+//! `miso slurm`: miso as the MIG brain of a Slurm partition. Users submit as they always do
+//! (`sbatch -p miso --gres=gpu:1 job.sh`, optionally `--comment miso:workload=NAME`); Slurm
+//! runs the jobs; miso decides the layouts and the slice of each job, and re-partitions live.
+//!
+//! The mechanism (chosen over a job_submit plugin, which Debian's build would need compiled in,
+//! and over holding jobs, which races Slurm's scheduler):
+//! - Partition `miso` is State=DOWN: Slurm queues its jobs but never starts them. They are
+//!   miso's to place. A hidden partition `miso-run` holds the same nodes, State=UP.
+//! - Each pass (level-triggered; Slurm and the controller are the only state, so a restarted
+//!   connector picks up where the last one was): new pending jobs of `miso` become controller
+//!   jobs (`slurm-<id>`, speeds from the named workload or the measured mean); jobs Slurm ended
+//!   are finished at the controller (which re-plans their GPU, as MISO does);
+//!   `POST /v1/schedule` places the queued ones (same optimizer and predictor as everywhere).
+//! - A node whose desired layout differs from its gres is re-partitioned through Slurm's own
+//!   state machine: drain; requeue-and-hold only the jobs whose GPU would change (its instance
+//!   destroyed, or its gres index moved, see `gres`); when they are gone, release the node's
+//!   hold at the controller so its agent applies the layout (NVML, or the simulated backend),
+//!   hold it again; rewrite the node's gres.conf lines and `Gres=` (the slot count never
+//!   changes), restart its daemons (`--restart-cmd`), resume.
+//! - A placed job is moved to `miso-run` with a typed gres (`gpu:3g.20gb:1`) and the node; a
+//!   requeued job goes back to `miso` and is placed again.
+//!
+//! The controller's nodes stay held between re-partitions, so an agent never changes a GPU
+//! Slurm still runs jobs on.
+
+pub mod ctl;
+pub mod gres;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::gpu::{self, GpuModel, Instance, Layout};
+use crate::perf::{self, A100_PROFILES, KINDS};
+
+use super::client::Client;
+use ctl::{SJob, Slurm};
+use gres::Slot;
+
+/// Settings of `miso slurm run`.
+pub struct Config {
+    pub client: Client,
+    pub slurm: Slurm,
+    /// The partition users submit to (State=DOWN).
+    pub partition: String,
+    /// The hidden partition placed jobs run in.
+    pub run_partition: String,
+    pub slurm_conf: PathBuf,
+    pub gres_conf: PathBuf,
+    /// Device files of the slots are made here (`DIR/<node>/<slot>`, mknod), for simulated
+    /// GPUs.
+    pub dev_dir: PathBuf,
+    /// `sh -c` command that restarts a node's Slurm daemons after its gres changed
+    /// (`MISO_SLURM_NODE` names the node).
+    pub restart_cmd: String,
+    pub interval: Duration,
+    /// How long the agent gets to apply a layout.
+    pub apply_timeout: Duration,
+    pub once: bool,
+}
+
+/// The controller id of a Slurm job.
+pub fn job_id(slurm_id: u64) -> String {
+    format!("slurm-{slurm_id}")
+}
+
+fn slurm_id(id: &str) -> Option<u64> {
+    id.strip_prefix("slurm-")?.parse().ok()
+}
+
+/// Speeds for a job that names no workload: the mean of the measured MISO workloads per
+/// profile kind (A100 profile names), from the cited table.
+pub fn prior_speeds() -> BTreeMap<String, f64> {
+    let mut sum = [0.0; KINDS];
+    let mut n = [0usize; KINDS];
+    for w in perf::catalog() {
+        for (k, s) in w.perf().speed.iter().enumerate() {
+            if let Some(s) = s {
+                sum[k] += s;
+                n[k] += 1;
+            }
+        }
+    }
+    (0..KINDS)
+        .filter(|&k| n[k] > 0)
+        .map(|k| (A100_PROFILES[k].to_string(), sum[k] / n[k] as f64))
+        .collect()
+}
+
+/// What a re-partition measured.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Relayout {
+    pub node: String,
+    pub from: String,
+    pub to: String,
+    pub requeued: Vec<u64>,
+    pub kept: Vec<u64>,
+    /// Drain → resume, seconds (from when this connector drained it).
+    pub seconds: f64,
+}
+
+/// The connector's memory between passes: only for figures (drain start times); everything it
+/// acts on is read again from Slurm and the controller each pass.
+#[derive(Default)]
+pub struct Connector {
+    drained_at: HashMap<String, Instant>,
+    requeued: HashMap<String, Vec<u64>>,
+    pub relayouts: Vec<Relayout>,
+}
+
+const DRAIN_REASON: &str = "miso-relayout";
+
+impl Connector {
+    fn call(
+        &self,
+        cfg: &Config,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, String> {
+        let b = body.map(Value::to_string);
+        let (code, text) = cfg.client.request(method, path, b.as_deref())?;
+        if !(200..300).contains(&code) {
+            return Err(format!("{method} {path}: HTTP {code}: {}", text.trim()));
+        }
+        serde_json::from_str(&text).map_err(|e| format!("{method} {path}: {e}"))
+    }
+
+    /// One pass over Slurm and the controller.
+    pub fn pass(&mut self, cfg: &Config, log: &mut dyn FnMut(&str)) -> Result<(), String> {
+        let nodes = cfg.slurm.partition_nodes(&cfg.run_partition)?;
+        let registered = self.call(cfg, "GET", "/v1/nodes", None)?;
+        let mut models: BTreeMap<String, &'static GpuModel> = BTreeMap::new();
+        for n in registered.as_array().into_iter().flatten() {
+            let name = n["name"].as_str().unwrap_or_default();
+            if !nodes.iter().any(|x| x == name) {
+                continue;
+            }
+            let Some(m) = n["gpus"]
+                .as_array()
+                .and_then(|g| g.iter().find(|g| g["index"] == 0))
+                .and_then(|g| g["model"].as_str())
+                .and_then(|m| gpu::gpu(m).ok())
+            else {
+                continue;
+            };
+            if n["hold"].is_null() {
+                // Held between re-partitions: its agent changes nothing Slurm runs jobs on.
+                self.hold(cfg, name, true)?;
+            }
+            models.insert(name.to_string(), m);
+        }
+        let sjobs = cfg.slurm.jobs(&[&cfg.partition, &cfg.run_partition])?;
+        let by_id: HashMap<u64, &SJob> = sjobs.iter().map(|j| (j.id, j)).collect();
+        // Requeued (held) jobs go back to the partition miso places from.
+        for j in &sjobs {
+            if j.partition == cfg.run_partition && j.pending() && j.held() {
+                cfg.slurm
+                    .update_job(j.id, &[format!("Partition={}", cfg.partition)])?;
+                cfg.slurm.release(j.id)?;
+                log(&format!(
+                    "job {}: requeued, back to partition {}",
+                    j.id, cfg.partition
+                ));
+            }
+        }
+        let cjobs = self.call(cfg, "GET", "/v1/jobs", None)?;
+        let cstate: HashMap<String, String> = cjobs
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|j| {
+                Some((
+                    j["id"].as_str()?.to_string(),
+                    j["state"].as_str()?.to_string(),
+                ))
+            })
+            .collect();
+        // New jobs.
+        let mut queued = false;
+        for j in sjobs
+            .iter()
+            .filter(|j| j.partition == cfg.partition && j.pending() && !j.held())
+        {
+            let id = job_id(j.id);
+            if cstate.contains_key(&id) {
+                continue;
+            }
+            let mut body = json!({"id": id});
+            match j.miso_field("workload") {
+                Some(w) => body["workload"] = json!(w),
+                None => body["speeds"] = json!(prior_speeds()),
+            }
+            match self.call(cfg, "POST", "/v1/jobs", Some(&body)) {
+                Ok(_) => {
+                    queued = true;
+                    log(&format!(
+                        "job {}: registered as {id} ({})",
+                        j.id,
+                        j.miso_field("workload")
+                            .unwrap_or("no workload named: mean speeds")
+                    ));
+                }
+                Err(e) => log(&format!("job {}: {e}", j.id)),
+            }
+        }
+        // Ended jobs.
+        for (id, state) in &cstate {
+            if state != "queued" && state != "running" {
+                continue;
+            }
+            let Some(sid) = slurm_id(id) else { continue };
+            let how = match by_id.get(&sid) {
+                None => Some(None),
+                Some(j) if j.ended() && j.state == "COMPLETED" => Some(None),
+                Some(j) if j.ended() => Some(Some(format!("Slurm: {}", j.state))),
+                _ => None,
+            };
+            if let Some(err) = how {
+                let body = err.as_ref().map(|e| json!({"error": e}));
+                match self.call(cfg, "POST", &format!("/v1/jobs/{id}/finish"), body.as_ref()) {
+                    Ok(_) => log(&format!(
+                        "job {sid}: ended in Slurm ({}), finished at the controller",
+                        err.as_deref().unwrap_or("COMPLETED")
+                    )),
+                    Err(e) => log(&e),
+                }
+            } else if state == "queued" {
+                queued = true;
+            }
+        }
+        if queued {
+            let r = self.call(cfg, "POST", "/v1/schedule", Some(&json!({})))?;
+            for p in r["jobs"].as_array().into_iter().flatten() {
+                if !p["node"].is_null() {
+                    log(&format!(
+                        "{} placed on {}",
+                        p["id"].as_str().unwrap_or("?"),
+                        p["node"].as_str().unwrap_or("?")
+                    ));
+                }
+            }
+        }
+        for (node, model) in &models {
+            if let Err(e) = self.converge_node(cfg, node, model, &sjobs, log) {
+                log(&format!("{node}: {e}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn hold(&self, cfg: &Config, node: &str, hold: bool) -> Result<(), String> {
+        let body = json!({"hold": hold, "reason": "miso slurm: the layout changes only while Slurm has drained what it destroys"});
+        self.call(cfg, "PUT", &format!("/v1/nodes/{node}/hold"), Some(&body))
+            .map(drop)
+    }
+
+    fn slot_file(
+        &self,
+        cfg: &Config,
+        node: &str,
+        k: usize,
+        inst: Option<&Instance>,
+        model: &GpuModel,
+    ) -> String {
+        let name = match inst {
+            Some(i) => format!("mig-{}", i.label(model)),
+            None => format!("unused-{k}"),
+        };
+        cfg.dev_dir.join(node).join(name).display().to_string()
+    }
+
+    fn converge_node(
+        &mut self,
+        cfg: &Config,
+        node: &str,
+        model: &'static GpuModel,
+        sjobs: &[SJob],
+        log: &mut dyn FnMut(&str),
+    ) -> Result<(), String> {
+        let desired = self.call(cfg, "GET", &format!("/v1/nodes/{node}/desired"), None)?;
+        let Some(d) = desired
+            .as_array()
+            .and_then(|a| a.iter().find(|d| d["index"] == 0))
+        else {
+            return Ok(()); // nothing planned for this node yet
+        };
+        let want = gpu::parse_valid_layout(model, d["layout"].as_str().unwrap_or_default())
+            .map_err(|e| format!("desired layout: {e}"))?;
+        let text = std::fs::read_to_string(&cfg.gres_conf)
+            .map_err(|e| format!("{}: {e}", cfg.gres_conf.display()))?;
+        let slots = gres::parse(&text, node).map_err(|e| e.to_string())?;
+        let have = gres::layout_of(model, &slots).map_err(|e| e.to_string())?;
+        let assigned: Vec<(String, String)> = d["jobs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|j| {
+                Some((
+                    j["id"].as_str()?.to_string(),
+                    j["instance"].as_str()?.to_string(),
+                ))
+            })
+            .collect();
+        let sn = cfg.slurm.node(node)?;
+        if have.label(model) != want.label(model)
+            || slots.len() != usize::from(model.compute_slices)
+        {
+            return self.relayout(
+                cfg, node, model, &slots, &have, &want, &assigned, sjobs, log,
+            );
+        }
+        if sn.drained() && sn.reason.starts_with(DRAIN_REASON) {
+            // A re-partition finished, or one a crashed connector left drained.
+            cfg.slurm.resume(node)?;
+        }
+        self.dispatch(cfg, node, model, &slots, &want, &assigned, sjobs, log)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn relayout(
+        &mut self,
+        cfg: &Config,
+        node: &str,
+        model: &'static GpuModel,
+        slots: &[Slot],
+        have: &Layout,
+        want: &Layout,
+        assigned: &[(String, String)],
+        sjobs: &[SJob],
+        log: &mut dyn FnMut(&str),
+    ) -> Result<(), String> {
+        let new_slots = gres::slots_for(model, want, |k, i| self.slot_file(cfg, node, k, i, model));
+        let sn = cfg.slurm.node(node)?;
+        if !sn.drained() {
+            // Jobs placed here that have not started wait for the new slices, placed again.
+            for j in sjobs
+                .iter()
+                .filter(|j| j.partition == cfg.run_partition && j.pending() && j.req_node == node)
+            {
+                cfg.slurm
+                    .update_job(j.id, &[format!("Partition={}", cfg.partition)])?;
+            }
+            cfg.slurm.drain(node, DRAIN_REASON)?;
+            self.drained_at.insert(node.to_string(), Instant::now());
+            log(&format!(
+                "{node}: drained to re-partition {} -> {}",
+                have.label(model),
+                want.label(model)
+            ));
+        }
+        // Jobs that keep their GPU stay; the others are requeued and held.
+        let mut busy = false;
+        let mut kept = Vec::new();
+        for j in sjobs.iter().filter(|j| j.node == node && j.on_gpu()) {
+            let idx = cfg.slurm.job_gpu_index(j.id)?;
+            let stays_here = assigned.iter().any(|(id, _)| *id == job_id(j.id));
+            let keeps = idx.is_some_and(|i| gres::survives(slots, &new_slots, i)) && stays_here;
+            if keeps {
+                kept.push(j.id);
+                continue;
+            }
+            busy = true;
+            if j.state == "RUNNING" {
+                cfg.slurm.requeue_hold(j.id)?;
+                self.requeued
+                    .entry(node.to_string())
+                    .or_default()
+                    .push(j.id);
+                log(&format!(
+                    "job {}: requeued (its slice on {node} changes)",
+                    j.id
+                ));
+            }
+        }
+        if busy {
+            return Ok(()); // next pass, when they are gone
+        }
+        // The agent applies the layout while the node is released.
+        self.hold(cfg, node, false)?;
+        let t0 = Instant::now();
+        let applied = loop {
+            let st = self.call(cfg, "GET", "/v1/state", None)?;
+            let done = st["gpus"].as_array().into_iter().flatten().any(|g| {
+                g["node"] == node
+                    && g["index"] == 0
+                    && g["report"]["held"] != true
+                    && g["report"]["layout"].as_str() == Some(&want.label(model))
+            });
+            if done {
+                break true;
+            }
+            if t0.elapsed() > cfg.apply_timeout {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        self.hold(cfg, node, true)?;
+        if !applied {
+            return Err(format!(
+                "the agent did not report {} within {:?}; the node stays drained, retried next pass",
+                want.label(model),
+                cfg.apply_timeout
+            ));
+        }
+        // Slurm's view: the slots' device files, gres.conf, Gres=, the daemons.
+        for s in &new_slots {
+            make_device(&s.file)?;
+        }
+        let text = std::fs::read_to_string(&cfg.gres_conf)
+            .map_err(|e| format!("{}: {e}", cfg.gres_conf.display()))?;
+        write_atomic(
+            &cfg.gres_conf,
+            &gres::replace_node_lines(&text, node, &gres::render(node, &new_slots)),
+        )?;
+        let conf = std::fs::read_to_string(&cfg.slurm_conf)
+            .map_err(|e| format!("{}: {e}", cfg.slurm_conf.display()))?;
+        let value = gres::gres_value(&new_slots);
+        let conf = gres::set_node_gres(&conf, node, &value).map_err(|e| e.to_string())?;
+        write_atomic(&cfg.slurm_conf, &conf)?;
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&cfg.restart_cmd)
+            .env("MISO_SLURM_NODE", node)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("--restart-cmd: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "--restart-cmd for {node} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let t1 = Instant::now();
+        loop {
+            // A restarted slurmctld may bring the node back drained or idle.
+            if let Ok(n) = cfg.slurm.node(node) {
+                if n.gres == value
+                    && n.responding()
+                    && (!n.drained() || cfg.slurm.resume(node).is_ok())
+                {
+                    break;
+                }
+            }
+            if t1.elapsed() > Duration::from_secs(90) {
+                return Err(format!(
+                    "{node} did not come back with Gres={value} within 90 s"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let r = Relayout {
+            node: node.to_string(),
+            from: have.label(model),
+            to: want.label(model),
+            requeued: self.requeued.remove(node).unwrap_or_default(),
+            kept,
+            seconds: self
+                .drained_at
+                .remove(node)
+                .map_or(0.0, |t| t.elapsed().as_secs_f64()),
+        };
+        log(&format!(
+            "{node}: re-partitioned {} -> {} (Gres={value}); requeued {:?}, kept {:?}; drain to resume {:.1} s",
+            r.from, r.to, r.requeued, r.kept, r.seconds
+        ));
+        println!("{}", json!({"relayout": r}));
+        self.relayouts.push(r);
+        Ok(())
+    }
+
+    /// Placed jobs to their slices; the controller told which slice each running job really
+    /// holds (Slurm picks among equal slices).
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch(
+        &mut self,
+        cfg: &Config,
+        node: &str,
+        model: &'static GpuModel,
+        slots: &[Slot],
+        want: &Layout,
+        assigned: &[(String, String)],
+        sjobs: &[SJob],
+        log: &mut dyn FnMut(&str),
+    ) -> Result<(), String> {
+        let by_id: HashMap<u64, &SJob> = sjobs.iter().map(|j| (j.id, j)).collect();
+        let mut actual: HashMap<String, String> = HashMap::new();
+        for (id, inst) in assigned {
+            let Some(sid) = slurm_id(id) else { continue };
+            let Some(j) = by_id.get(&sid) else { continue };
+            let profile = inst.split('@').next().unwrap_or_default();
+            if j.pending() && !j.held() {
+                let placed_right =
+                    j.partition == cfg.run_partition && j.gres_type() == Some(profile);
+                if !placed_right {
+                    cfg.slurm.place(sid, &cfg.run_partition, node, profile)?;
+                    log(&format!(
+                        "job {sid}: to {node} on a {profile} slice ({inst})"
+                    ));
+                }
+            } else if j.on_gpu() && j.node == node {
+                if let Some(i) = cfg.slurm.job_gpu_index(sid)? {
+                    if let Some(s) = gres::slot_at(slots, i).and_then(|s| s.instance.clone()) {
+                        actual.insert(id.clone(), s);
+                    }
+                }
+            }
+        }
+        // Slurm chose another of equal slices: tell the controller, so its next plan keeps
+        // what really runs. A job that has not started takes a free instance of its profile.
+        if actual
+            .iter()
+            .any(|(id, i)| assigned.iter().any(|(a, ai)| a == id && ai != i))
+        {
+            let mut used: HashSet<String> = actual.values().cloned().collect();
+            let mut jobs = Vec::new();
+            for (id, i) in assigned {
+                let inst = match actual.get(id) {
+                    Some(a) => a.clone(),
+                    None => {
+                        let prof = i.split('@').next().unwrap_or_default();
+                        let free = std::iter::once(i.clone())
+                            .chain(want.instances().iter().map(|x| x.label(model)))
+                            .find(|x| x.split('@').next() == Some(prof) && !used.contains(x));
+                        match free {
+                            Some(f) => f,
+                            None => continue, // queued again by the controller
+                        }
+                    }
+                };
+                used.insert(inst.clone());
+                jobs.push(json!({"id": id, "instance": inst}));
+            }
+            let body = json!({"layout": want.label(model), "jobs": jobs});
+            match self.call(
+                cfg,
+                "PUT",
+                &format!("/v1/nodes/{node}/gpus/0/desired"),
+                Some(&body),
+            ) {
+                Ok(_) => log(&format!("{node}: assignment set to the slices Slurm chose")),
+                Err(e) => log(&format!("{node}: {e}")),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A character device of its own for a simulated MIG slot (Slurm drops file-less GPUs).
+fn make_device(path: &str) -> Result<(), String> {
+    let p = std::path::Path::new(path);
+    if p.exists() {
+        return Ok(());
+    }
+    if let Some(dir) = p.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let out = std::process::Command::new("mknod")
+        .args([path, "c", "1", "3"])
+        .output()
+        .map_err(|e| format!("mknod {path}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "mknod {path}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// Replace a file at once (a crash leaves the old or the new one, never half).
+fn write_atomic(path: &std::path::Path, text: &str) -> Result<(), String> {
+    let tmp = path.with_extension("miso-tmp");
+    std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Run the connector: a pass every `interval` (or one).
+pub fn run(cfg: &Config, log: &mut dyn FnMut(&str)) -> Result<Vec<Relayout>, String> {
+    let mut c = Connector::default();
+    loop {
+        if let Err(e) = c.pass(cfg, log) {
+            if cfg.once {
+                return Err(e);
+            }
+            log(&e);
+        }
+        if cfg.once {
+            return Ok(c.relayouts);
+        }
+        std::thread::sleep(cfg.interval);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prior_is_the_measured_mean_and_ids_round_trip() {
+        let p = prior_speeds();
+        assert!((p["7g.40gb"] - 1.0).abs() < 1e-9);
+        assert!(p["1g.5gb"] < p["3g.20gb"] && p["3g.20gb"] < p["4g.20gb"]);
+        assert_eq!(slurm_id(&job_id(42)), Some(42));
+        assert_eq!(slurm_id("a-42"), None);
+    }
+}
