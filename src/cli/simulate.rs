@@ -107,6 +107,12 @@ pub struct SimulateArgs {
     /// Keep only the first N jobs of the trace (by arrival).
     #[arg(long, value_parser = range(1usize, 100_000_000))]
     limit: Option<usize>,
+    /// Write the jobs of the trace as loaded (seed, order, --limit applied) to this CSV and
+    /// exit: name, arrival_s, work_s (seconds on a whole GPU), workload and its measured speed
+    /// on each profile kind (speed_1g ... speed_7g, empty where it does not fit). The same jobs
+    /// can then be replayed elsewhere (scripts/slurm-replay runs them through Slurm).
+    #[arg(long)]
+    export_jobs: Option<std::path::PathBuf>,
     /// GPUs in the cluster.
     #[arg(long, default_value_t = 8, value_parser = range(1usize, 100_000))]
     gpus: usize,
@@ -264,6 +270,54 @@ fn load_trace(
     Ok((jobs, source, skipped))
 }
 
+/// `--export-jobs`: the trace's jobs with their workload's measured speeds, as CSV.
+fn export_jobs(a: &SimulateArgs, path: &std::path::Path) -> Result<()> {
+    let seed = a.seed;
+    let (jobs, source, _) = load_trace(a, seed, a.arrival_order == ArrivalOrder::Shuffled)?;
+    let cat = miso::perf::catalog();
+    let mut w = csv::Writer::from_path(path)
+        .with_context(|| format!("--export-jobs {}", path.display()))?;
+    w.write_record([
+        "name",
+        "arrival_s",
+        "work_s",
+        "workload",
+        "speed_1g",
+        "speed_2g",
+        "speed_3g",
+        "speed_4g",
+        "speed_7g",
+    ])?;
+    for j in &jobs {
+        let wl = cat.get(j.workload).with_context(|| {
+            format!(
+                "job {}: workload #{} is not in the catalog",
+                j.name, j.workload
+            )
+        })?;
+        let mut rec = vec![
+            j.name.clone(),
+            format!("{:.3}", j.arrival_s),
+            format!("{:.3}", j.work_s),
+            wl.name.clone(),
+        ];
+        rec.extend(
+            wl.perf()
+                .speed
+                .iter()
+                .map(|s| s.map(|v| format!("{v:.4}")).unwrap_or_default()),
+        );
+        w.write_record(&rec)?;
+    }
+    w.flush()?;
+    eprintln!(
+        "{} jobs of {source} (seed {seed}) written to {}",
+        jobs.len(),
+        path.display()
+    );
+    Ok(())
+}
+
 fn fidelity(a: &SimulateArgs) -> scenario::Fidelity {
     scenario::Fidelity {
         tick_s: a.tick_s,
@@ -376,6 +430,9 @@ pub fn run(a: SimulateArgs) -> Result<()> {
         Some(l) => Some(miso::gpu::parse_valid_layout(model, l).context("--static-layout")?),
         None => None,
     };
+    if let Some(path) = &a.export_jobs {
+        return export_jobs(&a, path);
+    }
     let data =
         predictor::data::load(&data_dir(&a.data)?).context("--data (the MISO measurements)")?;
     let setup = Setup {

@@ -44,6 +44,19 @@ pub struct GpuProcess {
     pub instance: Option<Instance>,
 }
 
+/// The driver's ids of one MIG instance: what its device files are named after
+/// (`/proc/driver/nvidia-caps/mig-minors`: `gpu<minor>/gi<gi>/access`,
+/// `gpu<minor>/gi<gi>/ci<ci>/access`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct MigIds {
+    /// The GPU's minor number (`/dev/nvidia<minor>`).
+    pub minor: u32,
+    /// GPU-instance id.
+    pub gi: u32,
+    /// Compute-instance id (miso creates one spanning the instance).
+    pub ci: u32,
+}
+
 /// Errors of a backend.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum ControlError {
@@ -94,6 +107,15 @@ pub trait GpuControl {
     /// The caller started process `pid` on `inst`. The driver sees such processes by itself
     /// once they open a CUDA context (NVML ignores this); the simulated GPU records it.
     fn started(&mut self, _gpu: u32, _inst: Instance, _pid: u32) {}
+    /// The driver's ids of instance `inst` of `gpu` (for the device files Slurm must name).
+    fn mig_ids(&mut self, gpu: u32, inst: Instance) -> Result<MigIds, ControlError> {
+        let _ = inst;
+        Err(ControlError::Call {
+            gpu,
+            call: "nvmlGpuInstanceGetInfo".into(),
+            reason: "this backend has no MIG device files".into(),
+        })
+    }
 }
 
 /// A boxed backend is a backend (the agent picks one at run time).
@@ -124,6 +146,9 @@ impl<T: GpuControl + ?Sized> GpuControl for Box<T> {
     }
     fn started(&mut self, gpu: u32, inst: Instance, pid: u32) {
         (**self).started(gpu, inst, pid)
+    }
+    fn mig_ids(&mut self, gpu: u32, inst: Instance) -> Result<MigIds, ControlError> {
+        (**self).mig_ids(gpu, inst)
     }
 }
 

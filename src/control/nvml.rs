@@ -384,6 +384,68 @@ impl GpuControl for NvmlControl {
         })
     }
 
+    fn mig_ids(&mut self, gpu: u32, inst: Instance) -> Result<super::MigIds, ControlError> {
+        let call = |c: &str, e: nvml_wrapper::error::NvmlError| ControlError::Call {
+            gpu,
+            call: c.into(),
+            reason: e.to_string(),
+        };
+        let (dev, model) = self.device(gpu)?;
+        let label = inst.label(model);
+        let lib = self.nvml.lib();
+        let gi = self
+            .instances(gpu, dev, model, inst.profile as usize)?
+            .into_iter()
+            .find(|(start, _)| *start == inst.start)
+            .map(|(_, gi)| gi)
+            .ok_or_else(|| ControlError::Call {
+                gpu,
+                call: format!("nvmlDeviceGetGpuInstances({label})"),
+                reason: "NVML_ERROR_NOT_FOUND".into(),
+            })?;
+        // SAFETY: `gi` is a live handle; `info` a plain C struct NVML fills.
+        let mut info: sys::nvmlGpuInstanceInfo_t = unsafe { mem::zeroed() };
+        ok(gpu, "nvmlGpuInstanceGetInfo", unsafe {
+            lib.nvmlGpuInstanceGetInfo(gi, &mut info)
+        })?;
+        let d = self
+            .nvml
+            .device_by_index(gpu)
+            .map_err(|_| ControlError::NoSuchGpu(gpu))?;
+        let minor = d
+            .minor_number()
+            .map_err(|e| call("nvmlDeviceGetMinorNumber", e))?;
+        // The compute instance: the MIG device of this GPU instance knows its id.
+        let n = d
+            .mig_device_count()
+            .map_err(|e| call("nvmlDeviceGetMaxMigDeviceCount", e))?;
+        for i in 0..n {
+            let Ok(m) = d.mig_device_by_index(i) else {
+                continue;
+            };
+            let (mut g, mut c) = (0u32, 0u32);
+            // SAFETY: `m`'s handle is live while `self.nvml` lives.
+            let r = unsafe { lib.nvmlDeviceGetGpuInstanceId(m.handle(), &mut g) };
+            if r != sys::nvmlReturn_enum_NVML_SUCCESS || g != info.id {
+                continue;
+            }
+            // SAFETY: as above.
+            ok(gpu, "nvmlDeviceGetComputeInstanceId", unsafe {
+                lib.nvmlDeviceGetComputeInstanceId(m.handle(), &mut c)
+            })?;
+            return Ok(super::MigIds {
+                minor,
+                gi: info.id,
+                ci: c,
+            });
+        }
+        Err(ControlError::Call {
+            gpu,
+            call: format!("nvmlDeviceGetMigDeviceHandleByIndex({label})"),
+            reason: format!("no MIG device has GPU instance id {}", info.id),
+        })
+    }
+
     fn start_mps(&mut self, gpu: u32, inst: Option<Instance>) -> Result<Mps, ControlError> {
         let m = Mps::new(gpu, inst, self.device_id(gpu, inst)?);
         m.start_daemon()?;

@@ -301,6 +301,26 @@ impl GpuControl for SimulatedGpus {
         Ok(format!("MIG-sim-{gpu:04}-{}-{}", inst.profile, inst.start))
     }
 
+    /// Ids as a driver numbers them: GPU minor = index, GPU-instance ids 1, 2, ... in placement
+    /// order, one compute instance (id 0) each.
+    fn mig_ids(&mut self, gpu: u32, inst: Instance) -> Result<super::MigIds, ControlError> {
+        let g = self.check(gpu)?;
+        let k = self.layouts[g]
+            .instances()
+            .iter()
+            .position(|i| *i == inst)
+            .ok_or_else(|| ControlError::Call {
+                gpu,
+                call: format!("nvmlDeviceGetGpuInstances({})", inst.label(self.model)),
+                reason: "NVML_ERROR_NOT_FOUND".into(),
+            })?;
+        Ok(super::MigIds {
+            minor: gpu,
+            gi: k as u32 + 1,
+            ci: 0,
+        })
+    }
+
     /// Records the daemon (no process is started: there is no GPU to serve).
     fn start_mps(&mut self, gpu: u32, inst: Option<Instance>) -> Result<Mps, ControlError> {
         let device = self.device_id(gpu, inst)?;

@@ -130,6 +130,9 @@ impl GpuControl for Watchdog {
         let mps = mps.clone();
         self.call("stop MPS", move |c| c.stop_mps(&mps))
     }
+    fn mig_ids(&mut self, gpu: u32, inst: Instance) -> Result<super::MigIds, ControlError> {
+        self.call("read MIG ids", move |c| c.mig_ids(gpu, inst))
+    }
     fn started(&mut self, gpu: u32, inst: Instance, pid: u32) {
         let _ = self.call("record a process", move |c| {
             c.started(gpu, inst, pid);

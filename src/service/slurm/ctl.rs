@@ -76,6 +76,10 @@ pub struct SNode {
     pub state: String,
     pub gres: String,
     pub reason: String,
+    /// `Comment=` (miso writes `miso:layout=...` there).
+    pub comment: String,
+    /// When its slurmd last started (changes when it restarts).
+    pub slurmd_start: String,
 }
 
 impl SNode {
@@ -199,6 +203,16 @@ impl Slurm {
         .map(drop)
     }
 
+    /// Set a node's `Comment=` (one word: no spaces).
+    pub fn set_node_comment(&self, node: &str, comment: &str) -> Result<(), String> {
+        self.scontrol(&[
+            "update",
+            &format!("NodeName={node}"),
+            &format!("Comment={comment}"),
+        ])
+        .map(drop)
+    }
+
     pub fn resume(&self, node: &str) -> Result<(), String> {
         self.scontrol(&["update", &format!("NodeName={node}"), "State=RESUME"])
             .map(drop)
@@ -220,12 +234,13 @@ impl Slurm {
         self.scontrol(&a).map(drop)
     }
 
-    /// Make a pending job run on `node` on a slice of `profile`: its gres request is cleared
-    /// first (Slurm 22.05 refuses a typed request over an untyped one, and keeps matching the
-    /// old one when the text is replaced in one step; measured), then set typed.
-    pub fn place(&self, id: u64, partition: &str, node: &str, profile: &str) -> Result<(), String> {
+    /// Make a pending job with an untyped request (`--gres=gpu:1`) run on `node` on the GPU
+    /// gres of type `ty`: the request is cleared, then set typed (Slurm 22.05 refuses a typed
+    /// request over an untyped one; measured). Only once per job: a typed request, once set,
+    /// cannot be changed (see `gres`).
+    pub fn place(&self, id: u64, partition: &str, node: &str, ty: &str) -> Result<(), String> {
         self.update_job(id, &["TresPerNode=".into()])?;
-        self.update_job(id, &[format!("TresPerNode=gres:gpu:{profile}:1")])?;
+        self.update_job(id, &[format!("TresPerNode=gres:gpu:{ty}:1")])?;
         self.update_job(
             id,
             &[
@@ -283,6 +298,13 @@ pub fn parse_node(out: &str) -> Option<SNode> {
         state: word(line, "State").unwrap_or_default().to_string(),
         gres: word(line, "Gres").unwrap_or_default().to_string(),
         reason: word(line, "Reason").unwrap_or_default().to_string(),
+        comment: word(line, "Comment")
+            .filter(|c| *c != "(null)")
+            .unwrap_or_default()
+            .to_string(),
+        slurmd_start: word(line, "SlurmdStartTime")
+            .unwrap_or_default()
+            .to_string(),
     })
 }
 

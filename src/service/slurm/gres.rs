@@ -1,32 +1,44 @@
-//! A node's MIG instances as Slurm GPU gres: one gres.conf line per *slot*, a fixed number of
-//! slots per node (the GPU's compute slices: the most instances it can have), each slot either
-//! an instance of the current layout (`Type=3g.20gb`) or `Type=unused`. Pure text in, text out.
+//! A node's MIG instances as Slurm GPU gres: a fixed set of *seats*, one gres.conf line each
+//! (`Type=mig0` … `Type=mig6`: as many as the GPU has compute slices, the most instances it
+//! can have), each holding one instance of the current layout or none. Pure text in, text out.
 //!
-//! Two facts of Slurm 22.05, measured on the test cluster, shape this:
+//! Three facts of Slurm 22.05, measured on the test cluster, shape this:
 //! - a change in a node's gres/gpu *count* kills every job running there at the restart that
-//!   reads it (`_validate_node_gres_cnt: Killing job: gres/gpu count mismatch`), so the count
-//!   never changes: re-partitioning retypes slots;
-//! - a job's GPU is an index (`GRES=gpu:3g.20gb:1(IDX:2)`) into the node's gres grouped by type
-//!   in order of first appearance, line order within a type. Lines are written grouped, largest
-//!   profile first, so a line's position is its index, and a running job survives a
-//!   re-partition only when its instance keeps the same index (see [`survives`]).
+//!   reads it (`_validate_node_gres_cnt: Killing job: gres/gpu count mismatch`);
+//! - a job's GPU is an index (`GRES=gpu:mig3:1(IDX:3)`) into the node's gres grouped by type in
+//!   order of first appearance, so when types move, a running job's index points elsewhere;
+//! - a pending job's typed request cannot be changed: `scontrol update TresPerNode=` shows the
+//!   new type but the scheduler keeps the first one (the job turns BadConstraints), so a job can
+//!   be given a type once, when it is first placed (its request is untyped until then).
 //!
-//! Each line carries the instance it stands for in a trailing comment (`# miso:3g.20gb@4`), so
-//! the file itself records the layout Slurm was told about.
+//! So the types never change: a seat is a type that lasts, and a job keeps its seat for life.
+//! Re-partitioning moves *instances* between seats: a job's new instance goes into the job's
+//! seat, an instance that stays keeps its seat (its job runs on), and the profile each seat
+//! holds now is written in the line's comment (`# miso:3g.20gb@4`), in the node's `Comment=`,
+//! and in the job's comment when it is placed.
 
+use std::collections::HashMap;
+
+use crate::control::MigIds;
 use crate::gpu::{parse_valid_layout, GpuModel, Instance, Layout};
 
-/// The type of a slot without an instance.
-pub const UNUSED: &str = "unused";
+/// The type of seat `k`.
+pub fn seat_type(k: usize) -> String {
+    format!("mig{k}")
+}
 
-/// One gres.conf line of a node.
+/// The seat of a gres type (`mig3` → 3).
+pub fn seat_of(ty: &str) -> Option<usize> {
+    ty.strip_prefix("mig")?.parse().ok()
+}
+
+/// One gres.conf line of a node: a seat.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Slot {
-    /// Profile name (the gres type), or `None` for an unused slot.
-    pub profile: Option<String>,
-    /// The instance's label (`3g.20gb@4`), for a used slot.
+    pub seat: usize,
+    /// The instance in the seat (`3g.20gb@4`), if any.
     pub instance: Option<String>,
-    /// The device file(s) of the slot (`File=`).
+    /// The device file(s) of the seat (`File=`, or `MultipleFiles=` when several).
     pub file: String,
 }
 
@@ -44,7 +56,7 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
 }
 
-/// The slots of `node` in gres.conf text, in file order.
+/// The seats of `node` in gres.conf text, in file order.
 pub fn parse(text: &str, node: &str) -> Result<Vec<Slot>, GresError> {
     let mut out = Vec::new();
     for (k, raw) in text.lines().enumerate() {
@@ -55,32 +67,42 @@ pub fn parse(text: &str, node: &str) -> Result<Vec<Slot>, GresError> {
         if field(body, "NodeName") != Some(node) || field(body, "Name") != Some("gpu") {
             continue;
         }
-        let bad = |reason: &str| GresError::Line {
+        let bad = |reason: String| GresError::Line {
             line: k + 1,
-            reason: reason.to_string(),
+            reason,
         };
-        let ty = field(body, "Type").ok_or_else(|| bad("a GPU line without Type="))?;
+        let ty = field(body, "Type").ok_or_else(|| bad("a GPU line without Type=".into()))?;
+        let seat = seat_of(ty).ok_or_else(|| {
+            bad(format!(
+                "Type={ty}: miso's seats are typed mig0, mig1, ... (a line miso did not write?)"
+            ))
+        })?;
         let file = field(body, "File")
             .or_else(|| field(body, "MultipleFiles"))
-            .ok_or_else(|| bad("a GPU line without File="))?;
+            .ok_or_else(|| bad("a GPU line without File=".into()))?;
         let instance = comment
             .and_then(|c| c.strip_prefix("miso:"))
+            .filter(|i| *i != "empty")
             .map(str::to_string);
-        if ty != UNUSED && instance.is_none() {
-            return Err(bad(&format!(
-                "Type={ty} without the `# miso:<instance>` comment miso writes (a line miso did not write?)"
-            )));
-        }
         out.push(Slot {
-            profile: (ty != UNUSED).then(|| ty.to_string()),
+            seat,
             instance,
             file: file.to_string(),
         });
     }
+    for (k, s) in out.iter().enumerate() {
+        if s.seat != k {
+            return Err(GresError::Invalid(format!(
+                "gres.conf: {node}'s GPU lines must be seats mig0, mig1, ... in order; line {} is mig{}",
+                k + 1,
+                s.seat
+            )));
+        }
+    }
     Ok(out)
 }
 
-/// The layout the slots stand for.
+/// The layout the seats hold.
 pub fn layout_of(model: &GpuModel, slots: &[Slot]) -> Result<Layout, GresError> {
     let labels: Vec<&str> = slots.iter().filter_map(|s| s.instance.as_deref()).collect();
     let text = if labels.is_empty() {
@@ -91,20 +113,65 @@ pub fn layout_of(model: &GpuModel, slots: &[Slot]) -> Result<Layout, GresError> 
     parse_valid_layout(model, &text).map_err(|e| GresError::Invalid(format!("gres.conf: {e}")))
 }
 
-/// Slurm's index of each slot: grouped by type in order of first appearance, line order within
-/// a type. `index[k]` is the IDX of line `k`.
-pub fn slurm_index(slots: &[Slot]) -> Vec<usize> {
-    let mut types: Vec<Option<&str>> = Vec::new();
-    for s in slots {
-        if !types.contains(&s.profile.as_deref()) {
-            types.push(s.profile.as_deref());
+/// The seats for `layout`: an instance in `keep` (label → seat: the seat of the job that will
+/// run on it, or where it is now) takes that seat; the others take free seats, lowest first;
+/// the node always has `model.compute_slices` seats. `file(seat, instance)` names a seat's
+/// device file(s). Seats in `keep` beyond the count, or given twice, are ignored.
+pub fn slots_for(
+    model: &GpuModel,
+    layout: &Layout,
+    keep: &HashMap<String, usize>,
+    mut file: impl FnMut(usize, Option<&Instance>) -> String,
+) -> Vec<Slot> {
+    let n = usize::from(model.compute_slices);
+    let mut seat_of_inst: Vec<(Instance, Option<usize>)> =
+        layout.instances().iter().map(|i| (*i, None)).collect();
+    let mut taken = vec![false; n];
+    for (inst, seat) in seat_of_inst.iter_mut() {
+        if let Some(&k) = keep.get(&inst.label(model)) {
+            if k < n && !taken[k] {
+                taken[k] = true;
+                *seat = Some(k);
+            }
         }
     }
-    let mut index = vec![0; slots.len()];
-    let mut next = 0;
+    for (_, seat) in seat_of_inst.iter_mut() {
+        if seat.is_none() {
+            if let Some(k) = taken.iter().position(|t| !t) {
+                taken[k] = true;
+                *seat = Some(k);
+            }
+        }
+    }
+    (0..n)
+        .map(|k| {
+            let inst = seat_of_inst
+                .iter()
+                .find(|(_, s)| *s == Some(k))
+                .map(|(i, _)| *i);
+            Slot {
+                seat: k,
+                instance: inst.map(|i| i.label(model)),
+                file: file(k, inst.as_ref()),
+            }
+        })
+        .collect()
+}
+
+/// Slurm's index of each line: grouped by type in order of first appearance, line order
+/// within a type. For seats (one line per type, in order) the index is the seat.
+pub fn slurm_index(types: &[&str]) -> Vec<usize> {
+    let mut order: Vec<&str> = Vec::new();
     for t in types {
-        for (k, s) in slots.iter().enumerate() {
-            if s.profile.as_deref() == t {
+        if !order.contains(t) {
+            order.push(t);
+        }
+    }
+    let mut index = vec![0; types.len()];
+    let mut next = 0;
+    for t in order {
+        for (k, x) in types.iter().enumerate() {
+            if *x == t {
                 index[k] = next;
                 next += 1;
             }
@@ -113,89 +180,39 @@ pub fn slurm_index(slots: &[Slot]) -> Vec<usize> {
     index
 }
 
-/// The slot a job holds from Slurm's index (`IDX:n`).
-pub fn slot_at(slots: &[Slot], idx: usize) -> Option<&Slot> {
-    let index = slurm_index(slots);
-    index.iter().position(|&i| i == idx).map(|k| &slots[k])
-}
-
-/// The slots of `layout`: instances grouped by profile, the largest first (then by start), then
-/// unused slots up to the node's fixed count (`model.compute_slices`). `file(k, instance)` names
-/// slot `k`'s device file.
-pub fn slots_for(
-    model: &GpuModel,
-    layout: &Layout,
-    mut file: impl FnMut(usize, Option<&Instance>) -> String,
-) -> Vec<Slot> {
-    let mut inst: Vec<Instance> = layout.instances().to_vec();
-    inst.sort_by_key(|i| {
-        let p = &model.profiles[i.profile as usize];
-        (
-            std::cmp::Reverse(p.compute_slices),
-            std::cmp::Reverse(p.memory_mb),
-            i.profile,
-            i.start,
-        )
-    });
-    let mut out: Vec<Slot> = Vec::new();
-    for i in &inst {
-        let k = out.len();
-        out.push(Slot {
-            profile: Some(model.profiles[i.profile as usize].name.to_string()),
-            instance: Some(i.label(model)),
-            file: file(k, Some(i)),
-        });
+/// Whether the job in `seat` keeps its GPU from `old` to `new`: the same instance stays there.
+pub fn survives(old: &[Slot], new: &[Slot], seat: usize) -> bool {
+    match (old.get(seat), new.get(seat)) {
+        (Some(a), Some(b)) => a.instance.is_some() && a.instance == b.instance && a.file == b.file,
+        _ => false,
     }
-    while out.len() < usize::from(model.compute_slices) {
-        let k = out.len();
-        out.push(Slot {
-            profile: None,
-            instance: None,
-            file: file(k, None),
-        });
-    }
-    out
 }
 
-/// Whether a job on the slot at Slurm index `idx` of `old` keeps its GPU under `new`: the same
-/// instance sits at the same index with the same type.
-pub fn survives(old: &[Slot], new: &[Slot], idx: usize) -> bool {
-    let (Some(a), Some(b)) = (slot_at(old, idx), slot_at(new, idx)) else {
-        return false;
-    };
-    a.instance.is_some() && a.instance == b.instance && a.profile == b.profile
-}
-
-/// The gres.conf lines of `node`'s slots.
+/// The gres.conf lines of `node`'s seats.
 pub fn render(node: &str, slots: &[Slot]) -> String {
     let mut s = String::new();
     for slot in slots {
-        let ty = slot.profile.as_deref().unwrap_or(UNUSED);
+        // A MIG instance is several device files (the GPU's and its capabilities').
+        let key = if slot.file.contains(',') {
+            "MultipleFiles"
+        } else {
+            "File"
+        };
         s.push_str(&format!(
-            "NodeName={node} Name=gpu Type={ty} File={}",
-            slot.file
+            "NodeName={node} Name=gpu Type={} {key}={} # miso:{}\n",
+            seat_type(slot.seat),
+            slot.file,
+            slot.instance.as_deref().unwrap_or("empty")
         ));
-        if let Some(i) = &slot.instance {
-            s.push_str(&format!(" # miso:{i}"));
-        }
-        s.push('\n');
     }
     s
 }
 
-/// The node's `Gres=` value for slurm.conf, types in the slots' order of first appearance.
+/// The node's `Gres=` for slurm.conf: one of each seat, the same whatever the layout.
 pub fn gres_value(slots: &[Slot]) -> String {
-    let mut counts: Vec<(&str, usize)> = Vec::new();
-    for s in slots {
-        let t = s.profile.as_deref().unwrap_or(UNUSED);
-        match counts.iter_mut().find(|(n, _)| *n == t) {
-            Some((_, c)) => *c += 1,
-            None => counts.push((t, 1)),
-        }
-    }
-    counts
+    slots
         .iter()
-        .map(|(t, c)| format!("gpu:{t}:{c}"))
+        .map(|s| format!("gpu:{}:1", seat_type(s.seat)))
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -254,102 +271,236 @@ pub fn set_node_gres(text: &str, node: &str, gres: &str) -> Result<String, GresE
     Ok(out)
 }
 
+/// `/proc/driver/nvidia-caps/mig-minors`: `gpu0/gi1/access 12`, `gpu0/gi1/ci0/access 13`, ...
+/// → name → minor.
+pub fn parse_mig_minors(text: &str) -> Result<HashMap<String, u32>, GresError> {
+    let mut m = HashMap::new();
+    for (k, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let bad = || GresError::Line {
+            line: k + 1,
+            reason: format!("mig-minors: `{line}` is not `<name> <minor>`"),
+        };
+        let (name, minor) = line.split_once(char::is_whitespace).ok_or_else(bad)?;
+        let minor: u32 = minor.trim().parse().map_err(|_| bad())?;
+        m.insert(name.to_string(), minor);
+    }
+    Ok(m)
+}
+
+/// The device files of a MIG instance, comma-separated as `MultipleFiles=` takes them: the
+/// GPU's `/dev/nvidia<minor>`, then the capability files of its GPU instance and compute
+/// instance (`/dev/nvidia-caps/nvidia-cap<N>`, N from mig-minors).
+pub fn mig_files(minors: &HashMap<String, u32>, ids: MigIds) -> Result<String, GresError> {
+    let cap = |name: String| {
+        minors
+            .get(&name)
+            .map(|n| format!("/dev/nvidia-caps/nvidia-cap{n}"))
+            .ok_or_else(|| GresError::Invalid(format!("mig-minors has no `{name}`")))
+    };
+    let gi = cap(format!("gpu{}/gi{}/access", ids.minor, ids.gi))?;
+    let ci = cap(format!("gpu{}/gi{}/ci{}/access", ids.minor, ids.gi, ids.ci))?;
+    Ok(format!("/dev/nvidia{},{gi},{ci}", ids.minor))
+}
+
+/// The seats of a node whose GPU has these instances with these driver ids (as read through
+/// NVML), in the form `miso slurm run` reads; `keep` as for [`slots_for`]. An empty seat names
+/// the GPU's own device file, which grants no MIG instance.
+pub fn hardware_slots(
+    model: &GpuModel,
+    layout: &Layout,
+    keep: &HashMap<String, usize>,
+    ids: &HashMap<Instance, MigIds>,
+    minors: &HashMap<String, u32>,
+    gpu_minor: u32,
+) -> Result<Vec<Slot>, GresError> {
+    let mut err = None;
+    let slots = slots_for(model, layout, keep, |_, inst| match inst {
+        None => format!("/dev/nvidia{gpu_minor}"),
+        Some(i) => match ids.get(i).map(|x| mig_files(minors, *x)) {
+            Some(Ok(f)) => f,
+            Some(Err(e)) => {
+                err.get_or_insert(e);
+                String::new()
+            }
+            None => {
+                err.get_or_insert(GresError::Invalid(format!(
+                    "no driver ids for {}",
+                    i.label(model)
+                )));
+                String::new()
+            }
+        },
+    });
+    match err {
+        Some(e) => Err(e),
+        None => Ok(slots),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::gpu::gpu;
 
     fn files(k: usize, _: Option<&Instance>) -> String {
-        format!("/dev/slot{k}")
+        format!("/dev/seat{k}")
+    }
+
+    fn seats(g: &GpuModel, layout: &str, keep: &[(&str, usize)]) -> Vec<Slot> {
+        let keep = keep.iter().map(|(l, k)| (l.to_string(), *k)).collect();
+        slots_for(g, &parse_valid_layout(g, layout).unwrap(), &keep, files)
     }
 
     #[test]
-    fn slots_are_grouped_largest_first_and_their_count_never_changes() {
+    fn a_node_has_as_many_seats_as_compute_slices_whatever_the_layout() {
         let g = gpu("a100-40gb").unwrap();
-        let l = parse_valid_layout(g, "1g.5gb@6,3g.20gb@0,2g.10gb@4").unwrap();
-        let s = slots_for(g, &l, files);
+        let s = seats(g, "1g.5gb@6,3g.20gb@0,2g.10gb@4", &[]);
         assert_eq!(s.len(), 7);
-        let types: Vec<_> = s
+        let held: Vec<_> = s
             .iter()
-            .map(|s| s.profile.clone().unwrap_or_default())
+            .map(|s| s.instance.clone().unwrap_or_default())
             .collect();
-        assert_eq!(types[..3], ["3g.20gb", "2g.10gb", "1g.5gb"]);
-        assert!(s[3..].iter().all(|s| s.profile.is_none()));
+        assert_eq!(held[..3], ["3g.20gb@0", "2g.10gb@4", "1g.5gb@6"]);
+        assert!(s[3..].iter().all(|s| s.instance.is_none()));
+        let empty = seats(g, "empty", &[]);
+        // Slurm's view never changes: the same seven seats.
+        assert_eq!(gres_value(&s), gres_value(&empty));
         assert_eq!(
             gres_value(&s),
-            "gpu:3g.20gb:1,gpu:2g.10gb:1,gpu:1g.5gb:1,gpu:unused:4"
+            "gpu:mig0:1,gpu:mig1:1,gpu:mig2:1,gpu:mig3:1,gpu:mig4:1,gpu:mig5:1,gpu:mig6:1"
         );
-        // Grouped lines: a line's position is Slurm's index.
-        assert_eq!(slurm_index(&s), (0..7).collect::<Vec<_>>());
-        let back = parse(&render("node1", &s), "node1").unwrap();
+        let text = render("node1", &s);
+        assert!(
+            text.starts_with(
+                "NodeName=node1 Name=gpu Type=mig0 File=/dev/seat0 # miso:3g.20gb@0\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("Type=mig6 File=/dev/seat6 # miso:empty\n"),
+            "{text}"
+        );
+        let back = parse(&text, "node1").unwrap();
         assert_eq!(back, s);
-        assert_eq!(layout_of(g, &back).unwrap().label(g), l.label(g));
-        let empty = slots_for(g, &Layout::empty(), files);
-        assert_eq!(gres_value(&empty), "gpu:unused:7");
+        assert_eq!(
+            layout_of(g, &back).unwrap().label(g),
+            "3g.20gb@0,2g.10gb@4,1g.5gb@6"
+        );
+        assert_eq!(seats(gpu("a30-24gb").unwrap(), "empty", &[]).len(), 4);
+    }
+
+    #[test]
+    fn jobs_keep_their_seats_and_only_a_changed_instance_requeues_its_job() {
+        let g = gpu("a100-40gb").unwrap();
+        // Two jobs on 3g@0 (seat 0) and 3g@4 (seat 1).
+        let old = seats(g, "3g.20gb@0,3g.20gb@4", &[]);
+        // The next plan keeps 3g@4 and splits 3g@0 into 2g@0 + 1g@2, the first job moving to
+        // 2g@0: its new instance takes its seat; 3g@4 stays in seat 1; 1g@2 takes a free seat.
+        let new = seats(
+            g,
+            "2g.10gb@0,1g.5gb@2,3g.20gb@4",
+            &[("2g.10gb@0", 0), ("3g.20gb@4", 1)],
+        );
+        assert_eq!(new[0].instance.as_deref(), Some("2g.10gb@0"));
+        assert_eq!(new[1].instance.as_deref(), Some("3g.20gb@4"));
+        assert_eq!(new[2].instance.as_deref(), Some("1g.5gb@2"));
+        assert!(
+            !survives(&old, &new, 0),
+            "seat 0's instance changed: its job is requeued"
+        );
+        assert!(survives(&old, &new, 1), "seat 1 kept 3g@4: its job runs on");
+        assert!(!survives(&new, &new, 6), "an empty seat holds no job");
+        // A seat asked for twice, or beyond the node, is ignored.
+        let odd = seats(
+            g,
+            "3g.20gb@0,3g.20gb@4",
+            &[("3g.20gb@0", 5), ("3g.20gb@4", 5)],
+        );
+        assert_eq!(odd[5].instance.as_deref(), Some("3g.20gb@0"));
+        assert_eq!(odd[0].instance.as_deref(), Some("3g.20gb@4"));
+        let far = seats(g, "7g.40gb@0", &[("7g.40gb@0", 9)]);
+        assert_eq!(far[0].instance.as_deref(), Some("7g.40gb@0"));
     }
 
     #[test]
     fn slurm_groups_types_in_order_of_first_appearance() {
-        // As measured: lines 1g,1g,3g,1g give the 3g.20gb index 3.
-        let t = "NodeName=n Name=gpu Type=1g.5gb File=/a # miso:1g.5gb@0\n\
-                 NodeName=n Name=gpu Type=1g.5gb File=/b # miso:1g.5gb@1\n\
-                 NodeName=n Name=gpu Type=3g.20gb File=/c # miso:3g.20gb@4\n\
-                 NodeName=n Name=gpu Type=1g.5gb File=/d # miso:1g.5gb@2\n\
-                 NodeName=m Name=gpu Type=7g.40gb File=/e # miso:7g.40gb@0\n";
-        let s = parse(t, "n").unwrap();
-        assert_eq!(slurm_index(&s), vec![0, 1, 3, 2]);
-        assert_eq!(
-            slot_at(&s, 3).unwrap().instance.as_deref(),
-            Some("3g.20gb@4")
-        );
-        assert_eq!(slot_at(&s, 2).unwrap().file, "/d");
-        assert!(slot_at(&s, 4).is_none());
+        // As measured: lines typed 1g,1g,3g,1g give the 3g line index 3; seats keep line = index.
+        assert_eq!(slurm_index(&["1g", "1g", "3g", "1g"]), vec![0, 1, 3, 2]);
+        assert_eq!(slurm_index(&["mig0", "mig1", "mig2"]), vec![0, 1, 2]);
     }
 
     #[test]
-    fn a_job_survives_only_when_its_instance_keeps_its_index() {
+    fn hardware_lines_name_each_instances_capability_files() {
+        // mig-minors as the driver writes it (one line per possible GPU/compute instance), and
+        // the ids NVML gives for a 3g.20gb@0 + 2g.10gb@4 + 1g.5gb@6 layout on GPU minor 0.
+        let minors_text = "config 1\nmonitor 2\ngpu0/gi1/access 12\ngpu0/gi1/ci0/access 13\n\
+                           gpu0/gi2/access 21\ngpu0/gi2/ci0/access 22\ngpu0/gi5/access 48\n\
+                           gpu0/gi5/ci0/access 49\ngpu1/gi1/access 147\n";
+        let minors = parse_mig_minors(minors_text).unwrap();
+        assert_eq!(minors["gpu0/gi5/ci0/access"], 49);
         let g = gpu("a100-40gb").unwrap();
-        let old = slots_for(
-            g,
-            &parse_valid_layout(g, "3g.20gb@0,3g.20gb@4").unwrap(),
-            files,
+        let l = parse_valid_layout(g, "3g.20gb@0,2g.10gb@4,1g.5gb@6").unwrap();
+        let mut ids = HashMap::new();
+        for (i, gi) in l.instances().iter().zip([2, 5, 1]) {
+            ids.insert(
+                *i,
+                MigIds {
+                    minor: 0,
+                    gi,
+                    ci: 0,
+                },
+            );
+        }
+        // The seats as the node's gres.conf has them now.
+        let keep: HashMap<String, usize> = [("1g.5gb@6".to_string(), 4)].into_iter().collect();
+        let s = hardware_slots(g, &l, &keep, &ids, &minors, 0).unwrap();
+        let text = render("gpu-node-7", &s);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 7);
+        assert_eq!(lines[0], "NodeName=gpu-node-7 Name=gpu Type=mig0 MultipleFiles=/dev/nvidia0,/dev/nvidia-caps/nvidia-cap21,/dev/nvidia-caps/nvidia-cap22 # miso:3g.20gb@0");
+        assert_eq!(lines[4], "NodeName=gpu-node-7 Name=gpu Type=mig4 MultipleFiles=/dev/nvidia0,/dev/nvidia-caps/nvidia-cap12,/dev/nvidia-caps/nvidia-cap13 # miso:1g.5gb@6");
+        assert_eq!(
+            lines[6],
+            "NodeName=gpu-node-7 Name=gpu Type=mig6 File=/dev/nvidia0 # miso:empty"
         );
-        // 3g@0 stays first: its job keeps IDX 0; 3g@4 is destroyed.
-        let new = slots_for(
-            g,
-            &parse_valid_layout(g, "3g.20gb@0,2g.10gb@4,1g.5gb@6").unwrap(),
-            files,
+        // What miso writes, miso reads back (the connector's form).
+        assert_eq!(parse(&text, "gpu-node-7").unwrap(), s);
+        // A GPU instance the file does not list is named.
+        ids.insert(
+            l.instances()[0],
+            MigIds {
+                minor: 0,
+                gi: 9,
+                ci: 0,
+            },
         );
-        assert!(survives(&old, &new, 0));
-        assert!(!survives(&old, &new, 1));
-        // 3g@4 kept but now behind 3g@0 → still IDX 1; a 4g in front would move it.
-        let moved = slots_for(
-            g,
-            &parse_valid_layout(g, "4g.20gb@0,3g.20gb@4").unwrap(),
-            files,
-        );
-        assert!(!survives(&old, &moved, 1));
-        assert!(!survives(&old, &moved, 0));
-        // An unused slot never "survives".
-        assert!(!survives(&new, &new, 6));
+        let e = hardware_slots(g, &l, &keep, &ids, &minors, 0).unwrap_err();
+        assert!(e.to_string().contains("gpu0/gi9/access"), "{e}");
+        assert!(parse_mig_minors("gpu0/gi1/access twelve\n").is_err());
     }
 
     #[test]
-    fn conf_files_are_rewritten_for_one_node_only() {
-        let gres = "# site lines\nNodeName=a Name=gpu Type=unused File=/x\nNodeName=b Name=gpu Type=unused File=/y\n";
+    fn conf_files_are_rewritten_for_one_node_only_and_foreign_lines_are_refused() {
+        let gres = "# site lines\nNodeName=a Name=gpu Type=mig0 File=/x # miso:empty\nNodeName=b Name=gpu Type=mig0 File=/y # miso:empty\n";
         let out = replace_node_lines(
             gres,
             "a",
-            "NodeName=a Name=gpu Type=7g.40gb File=/z # miso:7g.40gb@0\n",
+            "NodeName=a Name=gpu Type=mig0 File=/z # miso:7g.40gb@0\n",
         );
-        assert_eq!(out, "# site lines\nNodeName=a Name=gpu Type=7g.40gb File=/z # miso:7g.40gb@0\nNodeName=b Name=gpu Type=unused File=/y\n");
-        let conf = "ClusterName=x\nNodeName=a CPUs=2 Gres=gpu:unused:7 State=UNKNOWN\nNodeName=ab Gres=gpu:unused:7\n";
-        let out = set_node_gres(conf, "a", "gpu:7g.40gb:1,gpu:unused:6").unwrap();
-        assert!(out.contains("NodeName=a CPUs=2 Gres=gpu:7g.40gb:1,gpu:unused:6 State=UNKNOWN\n"));
-        assert!(out.contains("NodeName=ab Gres=gpu:unused:7\n"));
-        assert!(set_node_gres(conf, "c", "gpu:unused:7").is_err());
-        // A typed line miso did not write is refused, by line number.
+        assert_eq!(out, "# site lines\nNodeName=a Name=gpu Type=mig0 File=/z # miso:7g.40gb@0\nNodeName=b Name=gpu Type=mig0 File=/y # miso:empty\n");
+        let conf = "ClusterName=x\nNodeName=a CPUs=2 Gres=gpu:mig0:1 State=UNKNOWN\nNodeName=ab Gres=gpu:mig0:1\n";
+        let out = set_node_gres(conf, "a", "gpu:mig0:1,gpu:mig1:1").unwrap();
+        assert!(out.contains("NodeName=a CPUs=2 Gres=gpu:mig0:1,gpu:mig1:1 State=UNKNOWN\n"));
+        assert!(out.contains("NodeName=ab Gres=gpu:mig0:1\n"));
+        assert!(set_node_gres(conf, "c", "gpu:mig0:1").is_err());
+        // A typed line miso did not write is refused, by line number; seats out of order too.
         let e = parse("NodeName=a Name=gpu Type=3g.20gb File=/q\n", "a").unwrap_err();
         assert!(e.to_string().contains("line 1"), "{e}");
+        let e = parse("NodeName=a Name=gpu Type=mig1 File=/q\n", "a").unwrap_err();
+        assert!(e.to_string().contains("in order"), "{e}");
     }
 }

@@ -26,13 +26,13 @@
 pub mod ctl;
 pub mod gres;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::gpu::{self, GpuModel, Instance, Layout};
+use crate::gpu::{self, GpuModel, Layout};
 use crate::perf::{self, A100_PROFILES, KINDS};
 
 use super::client::Client;
@@ -49,12 +49,12 @@ pub struct Config {
     pub run_partition: String,
     pub slurm_conf: PathBuf,
     pub gres_conf: PathBuf,
-    /// Device files of the slots are made here (`DIR/<node>/<slot>`, mknod), for simulated
+    /// Device files of the seats are made here (`DIR/<node>/seat<k>`, mknod), for simulated
     /// GPUs.
     pub dev_dir: PathBuf,
-    /// `sh -c` command that restarts a node's Slurm daemons after its gres changed
-    /// (`MISO_SLURM_NODE` names the node).
-    pub restart_cmd: String,
+    /// `sh -c` command that restarts a node's Slurm daemons when its seats' device files
+    /// changed (`MISO_SLURM_NODE` names the node); not needed when they never do (simulated).
+    pub restart_cmd: Option<String>,
     pub interval: Duration,
     /// How long the agent gets to apply a layout.
     pub apply_timeout: Duration,
@@ -257,19 +257,13 @@ impl Connector {
             .map(drop)
     }
 
-    fn slot_file(
-        &self,
-        cfg: &Config,
-        node: &str,
-        k: usize,
-        inst: Option<&Instance>,
-        model: &GpuModel,
-    ) -> String {
-        let name = match inst {
-            Some(i) => format!("mig-{}", i.label(model)),
-            None => format!("unused-{k}"),
-        };
-        cfg.dev_dir.join(node).join(name).display().to_string()
+    /// A seat's device file for simulated GPUs: one per seat, whatever it holds.
+    fn seat_file(&self, cfg: &Config, node: &str, k: usize) -> String {
+        cfg.dev_dir
+            .join(node)
+            .join(format!("seat{k}"))
+            .display()
+            .to_string()
     }
 
     fn converge_node(
@@ -292,6 +286,15 @@ impl Connector {
         let text = std::fs::read_to_string(&cfg.gres_conf)
             .map_err(|e| format!("{}: {e}", cfg.gres_conf.display()))?;
         let slots = gres::parse(&text, node).map_err(|e| e.to_string())?;
+        if slots.len() != usize::from(model.compute_slices) {
+            return Err(format!(
+                "gres.conf has {} seats for {node}; a {} needs {} (mig0..mig{})",
+                slots.len(),
+                model.short,
+                model.compute_slices,
+                model.compute_slices - 1
+            ));
+        }
         let have = gres::layout_of(model, &slots).map_err(|e| e.to_string())?;
         let assigned: Vec<(String, String)> = d["jobs"]
             .as_array()
@@ -304,19 +307,45 @@ impl Connector {
                 ))
             })
             .collect();
+        let by_id: HashMap<u64, &SJob> = sjobs.iter().map(|j| (j.id, j)).collect();
+        // Where each instance of the new layout sits: in the seat of the job that will run on
+        // it; else where it is now; else a free seat.
+        let mut keep: HashMap<String, usize> = HashMap::new();
+        for (id, inst) in &assigned {
+            if let Some(k) = slurm_id(id)
+                .and_then(|s| by_id.get(&s))
+                .and_then(|j| seat(j))
+            {
+                keep.entry(inst.clone()).or_insert(k);
+            }
+        }
+        for s in &slots {
+            if let Some(i) = &s.instance {
+                if !keep.values().any(|k| *k == s.seat) {
+                    keep.entry(i.clone()).or_insert(s.seat);
+                }
+            }
+        }
+        let new_slots = gres::slots_for(model, &want, &keep, |k, _| self.seat_file(cfg, node, k));
         let sn = cfg.slurm.node(node)?;
-        if have.label(model) != want.label(model)
-            || slots.len() != usize::from(model.compute_slices)
-        {
+        let same = slots
+            .iter()
+            .zip(&new_slots)
+            .all(|(a, b)| a.instance == b.instance && a.file == b.file);
+        if !same {
             return self.relayout(
-                cfg, node, model, &slots, &have, &want, &assigned, sjobs, log,
+                cfg, node, model, &slots, &new_slots, &have, &want, &assigned, sjobs, log,
             );
+        }
+        let comment = format!("miso:layout={}", want.label(model));
+        if sn.comment != comment {
+            cfg.slurm.set_node_comment(node, &comment)?;
         }
         if sn.drained() && sn.reason.starts_with(DRAIN_REASON) {
             // A re-partition finished, or one a crashed connector left drained.
             cfg.slurm.resume(node)?;
         }
-        self.dispatch(cfg, node, model, &slots, &want, &assigned, sjobs, log)
+        self.dispatch(cfg, node, &slots, &assigned, sjobs, log)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -326,23 +355,15 @@ impl Connector {
         node: &str,
         model: &'static GpuModel,
         slots: &[Slot],
+        new_slots: &[Slot],
         have: &Layout,
         want: &Layout,
         assigned: &[(String, String)],
         sjobs: &[SJob],
         log: &mut dyn FnMut(&str),
     ) -> Result<(), String> {
-        let new_slots = gres::slots_for(model, want, |k, i| self.slot_file(cfg, node, k, i, model));
         let sn = cfg.slurm.node(node)?;
         if !sn.drained() {
-            // Jobs placed here that have not started wait for the new slices, placed again.
-            for j in sjobs
-                .iter()
-                .filter(|j| j.partition == cfg.run_partition && j.pending() && j.req_node == node)
-            {
-                cfg.slurm
-                    .update_job(j.id, &[format!("Partition={}", cfg.partition)])?;
-            }
             cfg.slurm.drain(node, DRAIN_REASON)?;
             self.drained_at.insert(node.to_string(), Instant::now());
             log(&format!(
@@ -351,14 +372,18 @@ impl Connector {
                 want.label(model)
             ));
         }
-        // Jobs that keep their GPU stay; the others are requeued and held.
+        // A job keeps running when its seat keeps its instance and the plan keeps it there;
+        // the others are requeued and held (placed again once the new slices exist).
         let mut busy = false;
         let mut kept = Vec::new();
         for j in sjobs.iter().filter(|j| j.node == node && j.on_gpu()) {
-            let idx = cfg.slurm.job_gpu_index(j.id)?;
-            let stays_here = assigned.iter().any(|(id, _)| *id == job_id(j.id));
-            let keeps = idx.is_some_and(|i| gres::survives(slots, &new_slots, i)) && stays_here;
-            if keeps {
+            let stays = seat(j).is_some_and(|k| {
+                gres::survives(slots, new_slots, k)
+                    && assigned.iter().any(|(id, inst)| {
+                        *id == job_id(j.id) && new_slots[k].instance.as_deref() == Some(inst)
+                    })
+            });
+            if stays {
                 kept.push(j.id);
                 continue;
             }
@@ -379,78 +404,37 @@ impl Connector {
             return Ok(()); // next pass, when they are gone
         }
         // The agent applies the layout while the node is released.
-        self.hold(cfg, node, false)?;
-        let t0 = Instant::now();
-        let applied = loop {
-            let st = self.call(cfg, "GET", "/v1/state", None)?;
-            let done = st["gpus"].as_array().into_iter().flatten().any(|g| {
-                g["node"] == node
-                    && g["index"] == 0
-                    && g["report"]["held"] != true
-                    && g["report"]["layout"].as_str() == Some(&want.label(model))
-            });
-            if done {
-                break true;
+        if have.label(model) != want.label(model) {
+            self.hold(cfg, node, false)?;
+            let applied = self.wait_applied(cfg, node, &want.label(model));
+            self.hold(cfg, node, true)?;
+            if !applied? {
+                return Err(format!(
+                    "the agent did not report {} within {:?}; the node stays drained, retried next pass",
+                    want.label(model),
+                    cfg.apply_timeout
+                ));
             }
-            if t0.elapsed() > cfg.apply_timeout {
-                break false;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        self.hold(cfg, node, true)?;
-        if !applied {
-            return Err(format!(
-                "the agent did not report {} within {:?}; the node stays drained, retried next pass",
-                want.label(model),
-                cfg.apply_timeout
-            ));
         }
-        // Slurm's view: the slots' device files, gres.conf, Gres=, the daemons.
-        for s in &new_slots {
-            make_device(&s.file)?;
+        // Slurm's view: the seats' device files and comments; daemons restarted only when a
+        // seat's files change (real hardware: an instance's capability files).
+        for s in new_slots {
+            for f in s.file.split(',') {
+                make_device(f)?;
+            }
         }
         let text = std::fs::read_to_string(&cfg.gres_conf)
             .map_err(|e| format!("{}: {e}", cfg.gres_conf.display()))?;
         write_atomic(
             &cfg.gres_conf,
-            &gres::replace_node_lines(&text, node, &gres::render(node, &new_slots)),
+            &gres::replace_node_lines(&text, node, &gres::render(node, new_slots)),
         )?;
-        let conf = std::fs::read_to_string(&cfg.slurm_conf)
-            .map_err(|e| format!("{}: {e}", cfg.slurm_conf.display()))?;
-        let value = gres::gres_value(&new_slots);
-        let conf = gres::set_node_gres(&conf, node, &value).map_err(|e| e.to_string())?;
-        write_atomic(&cfg.slurm_conf, &conf)?;
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&cfg.restart_cmd)
-            .env("MISO_SLURM_NODE", node)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| format!("--restart-cmd: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "--restart-cmd for {node} failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+        if slots.iter().zip(new_slots).any(|(a, b)| a.file != b.file) {
+            self.restart_daemons(cfg, node)?;
         }
-        let t1 = Instant::now();
-        loop {
-            // A restarted slurmctld may bring the node back drained or idle.
-            if let Ok(n) = cfg.slurm.node(node) {
-                if n.gres == value
-                    && n.responding()
-                    && (!n.drained() || cfg.slurm.resume(node).is_ok())
-                {
-                    break;
-                }
-            }
-            if t1.elapsed() > Duration::from_secs(90) {
-                return Err(format!(
-                    "{node} did not come back with Gres={value} within 90 s"
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        cfg.slurm
+            .set_node_comment(node, &format!("miso:layout={}", want.label(model)))?;
+        cfg.slurm.resume(node)?;
         let r = Relayout {
             node: node.to_string(),
             from: have.label(model),
@@ -463,7 +447,7 @@ impl Connector {
                 .map_or(0.0, |t| t.elapsed().as_secs_f64()),
         };
         log(&format!(
-            "{node}: re-partitioned {} -> {} (Gres={value}); requeued {:?}, kept {:?}; drain to resume {:.1} s",
+            "{node}: re-partitioned {} -> {}; requeued {:?}, kept {:?}; drain to resume {:.1} s",
             r.from, r.to, r.requeued, r.kept, r.seconds
         ));
         println!("{}", json!({"relayout": r}));
@@ -471,81 +455,137 @@ impl Connector {
         Ok(())
     }
 
-    /// Placed jobs to their slices; the controller told which slice each running job really
-    /// holds (Slurm picks among equal slices).
-    #[allow(clippy::too_many_arguments)]
+    /// Poll the controller until the node's agent reports `layout` (not held).
+    fn wait_applied(&self, cfg: &Config, node: &str, layout: &str) -> Result<bool, String> {
+        let t0 = Instant::now();
+        loop {
+            let st = self.call(cfg, "GET", "/v1/state", None)?;
+            let done = st["gpus"].as_array().into_iter().flatten().any(|g| {
+                g["node"] == node
+                    && g["index"] == 0
+                    && g["report"]["held"] != true
+                    && g["report"]["layout"].as_str() == Some(layout)
+            });
+            if done {
+                return Ok(true);
+            }
+            if t0.elapsed() > cfg.apply_timeout {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Restart a node's Slurm daemons (`--restart-cmd`) and wait until it answers again.
+    fn restart_daemons(&self, cfg: &Config, node: &str) -> Result<(), String> {
+        let Some(cmd) = &cfg.restart_cmd else {
+            return Err(format!(
+                "{node}: the seats' device files changed and slurmd must read them again: pass --restart-cmd"
+            ));
+        };
+        let before = cfg
+            .slurm
+            .node(node)
+            .map(|n| n.slurmd_start)
+            .unwrap_or_default();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .env("MISO_SLURM_NODE", node)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("--restart-cmd: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "--restart-cmd for {node} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let t0 = Instant::now();
+        loop {
+            if let Ok(n) = cfg.slurm.node(node) {
+                if n.responding() && n.slurmd_start != before {
+                    return Ok(());
+                }
+            }
+            if t0.elapsed() > Duration::from_secs(90) {
+                return Err(format!("{node}: slurmd did not register again within 90 s"));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Placed jobs to their seats: a job not placed before is given the seat of its instance
+    /// (its only typed request); a requeued one keeps its seat, which now holds its instance.
     fn dispatch(
         &mut self,
         cfg: &Config,
         node: &str,
-        model: &'static GpuModel,
         slots: &[Slot],
-        want: &Layout,
         assigned: &[(String, String)],
         sjobs: &[SJob],
         log: &mut dyn FnMut(&str),
     ) -> Result<(), String> {
         let by_id: HashMap<u64, &SJob> = sjobs.iter().map(|j| (j.id, j)).collect();
-        let mut actual: HashMap<String, String> = HashMap::new();
         for (id, inst) in assigned {
             let Some(sid) = slurm_id(id) else { continue };
             let Some(j) = by_id.get(&sid) else { continue };
-            let profile = inst.split('@').next().unwrap_or_default();
-            if j.pending() && !j.held() {
-                let placed_right =
-                    j.partition == cfg.run_partition && j.gres_type() == Some(profile);
-                if !placed_right {
-                    cfg.slurm.place(sid, &cfg.run_partition, node, profile)?;
+            if !j.pending() || j.held() {
+                continue;
+            }
+            let Some(k) = slots
+                .iter()
+                .position(|s| s.instance.as_deref() == Some(inst))
+            else {
+                continue; // its instance is not in Slurm's view yet
+            };
+            match seat(j) {
+                Some(s) if s == k => {
+                    if j.partition == cfg.run_partition && j.req_node == node {
+                        continue; // placed; Slurm starts it when the seat is free
+                    }
+                    cfg.slurm.update_job(
+                        sid,
+                        &[
+                            format!("Partition={}", cfg.run_partition),
+                            format!("NodeList={node}"),
+                            "StartTime=now".into(),
+                        ],
+                    )?;
+                }
+                Some(s) => {
+                    log(&format!("job {sid}: waits for its seat mig{s} on {node} (holds {:?}); planned on {inst}", slots[s].instance));
+                    continue;
+                }
+                None if j.gres_type().is_some() => {
                     log(&format!(
-                        "job {sid}: to {node} on a {profile} slice ({inst})"
+                        "job {sid}: asks for gres type `{}`; submit with --gres=gpu:1 (miso chooses the slice)",
+                        j.gres_type().unwrap_or_default()
                     ));
+                    continue;
                 }
-            } else if j.on_gpu() && j.node == node {
-                if let Some(i) = cfg.slurm.job_gpu_index(sid)? {
-                    if let Some(s) = gres::slot_at(slots, i).and_then(|s| s.instance.clone()) {
-                        actual.insert(id.clone(), s);
-                    }
-                }
+                None => cfg
+                    .slurm
+                    .place(sid, &cfg.run_partition, node, &gres::seat_type(k))?,
             }
-        }
-        // Slurm chose another of equal slices: tell the controller, so its next plan keeps
-        // what really runs. A job that has not started takes a free instance of its profile.
-        if actual
-            .iter()
-            .any(|(id, i)| assigned.iter().any(|(a, ai)| a == id && ai != i))
-        {
-            let mut used: HashSet<String> = actual.values().cloned().collect();
-            let mut jobs = Vec::new();
-            for (id, i) in assigned {
-                let inst = match actual.get(id) {
-                    Some(a) => a.clone(),
-                    None => {
-                        let prof = i.split('@').next().unwrap_or_default();
-                        let free = std::iter::once(i.clone())
-                            .chain(want.instances().iter().map(|x| x.label(model)))
-                            .find(|x| x.split('@').next() == Some(prof) && !used.contains(x));
-                        match free {
-                            Some(f) => f,
-                            None => continue, // queued again by the controller
-                        }
-                    }
-                };
-                used.insert(inst.clone());
-                jobs.push(json!({"id": id, "instance": inst}));
-            }
-            let body = json!({"layout": want.label(model), "jobs": jobs});
-            match self.call(
-                cfg,
-                "PUT",
-                &format!("/v1/nodes/{node}/gpus/0/desired"),
-                Some(&body),
-            ) {
-                Ok(_) => log(&format!("{node}: assignment set to the slices Slurm chose")),
-                Err(e) => log(&format!("{node}: {e}")),
-            }
+            let mut comment: Vec<&str> = j
+                .comment
+                .split(' ')
+                .filter(|w| !w.is_empty() && !w.starts_with("miso:slice="))
+                .collect();
+            let slice = format!("miso:slice={inst}");
+            comment.push(&slice);
+            cfg.slurm
+                .update_job(sid, &[format!("Comment={}", comment.join(" "))])?;
+            log(&format!("job {sid}: to {node}, seat mig{k}: {inst}"));
         }
         Ok(())
     }
+}
+
+/// The seat a job was given (its typed request `gpu:migK`), if any.
+fn seat(j: &SJob) -> Option<usize> {
+    j.gres_type().and_then(gres::seat_of)
 }
 
 /// A character device of its own for a simulated MIG slot (Slurm drops file-less GPUs).
