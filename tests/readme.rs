@@ -1,8 +1,10 @@
 //! Every shell block of README.md runs as written: each ```sh block not marked
 //! `<!-- not run: REASON -->` on the line before it runs under `bash -euo pipefail` with the
-//! built `miso` first on PATH, in a scratch folder laid out like the repository (examples/, a
-//! copy of models/, and ../shared beside it), and must exit 0. Background processes a block
-//! starts are killed with its process group. The test prints each block it ran.
+//! built `miso` first on PATH, in a scratch folder laid out like the repository (examples/,
+//! scripts/, a copy of models/, and ../shared beside it), and must exit 0. Background processes
+//! a block starts are killed with its process group. A block marked `<!-- root: REASON -->`
+//! runs only as root (skipped with a note otherwise, unless MISO_REQUIRE_SLURM=1), and a Slurm
+//! cluster it left under `slurm/` is stopped after it. The test prints each block it ran.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -13,6 +15,7 @@ struct Block {
     line: usize,
     text: String,
     skip: Option<String>,
+    root: bool,
 }
 
 fn blocks(readme: &str) -> Vec<Block> {
@@ -34,15 +37,16 @@ fn blocks(readme: &str) -> Vec<Block> {
                 i += 1;
             }
             if lang == "sh" {
-                let skip = start
-                    .checked_sub(1)
-                    .map(|p| lines[p].trim())
+                let before = start.checked_sub(1).map(|p| lines[p].trim());
+                let skip = before
                     .and_then(|l| l.strip_prefix("<!-- not run:"))
                     .map(|r| r.trim_end_matches("-->").trim().to_string());
+                let root = before.is_some_and(|l| l.starts_with("<!-- root:"));
                 out.push(Block {
                     line: start + 1,
                     text: body.join("\n"),
                     skip,
+                    root,
                 });
             }
         }
@@ -85,6 +89,7 @@ fn every_runnable_readme_block_runs_as_written() {
     std::fs::create_dir_all(&repo).unwrap();
     std::os::unix::fs::symlink(root.join("examples"), repo.join("examples")).unwrap();
     std::os::unix::fs::symlink(root.join("docs"), repo.join("docs")).unwrap();
+    std::os::unix::fs::symlink(root.join("scripts"), repo.join("scripts")).unwrap();
     copy_dir(&root.join("models"), &repo.join("models"));
     let shared = root.join("../shared");
     if shared.exists() {
@@ -105,6 +110,17 @@ fn every_runnable_readme_block_runs_as_written() {
         let first = b.text.lines().next().unwrap_or_default();
         if let Some(reason) = &b.skip {
             eprintln!("README.md:{:<4} not run ({reason}): {first}", b.line);
+            continue;
+        }
+        // SAFETY: geteuid has no preconditions.
+        if b.root && unsafe { libc::geteuid() } != 0 {
+            let required = std::env::var("MISO_REQUIRE_SLURM").is_ok_and(|v| v == "1");
+            assert!(
+                !required,
+                "README.md:{}: MISO_REQUIRE_SLURM=1 but not root",
+                b.line
+            );
+            eprintln!("README.md:{:<4} not run (needs root): {first}", b.line);
             continue;
         }
         let t = Instant::now();
@@ -146,6 +162,14 @@ fn every_runnable_readme_block_runs_as_written() {
             libc::kill(-pgid, libc::SIGKILL);
         }
         let _ = child.wait();
+        if repo.join("slurm/run").exists() {
+            // A Slurm cluster the block started (its daemons leave the process group).
+            let _ = Command::new(repo.join("scripts/slurm-cluster"))
+                .args(["down", "--dir"])
+                .arg(repo.join("slurm"))
+                .env("PATH", &path)
+                .output();
+        }
         let (stdout, stderr) = (out_t.join().unwrap(), err_t.join().unwrap());
         let ok = status.is_some_and(|s| s.success());
         assert!(

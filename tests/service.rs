@@ -1934,3 +1934,83 @@ fn every_error_is_json_also_those_of_the_layers() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_held_node_keeps_its_layout_until_released_and_bad_holds_change_nothing() {
+    let dir = tmpdir("hold");
+    let s = start(&dir);
+    assert_eq!(
+        agent(&s, &dir, &["--once"]).wait().unwrap().code(),
+        Some(0),
+        "registers"
+    );
+    let hold = |body: &str| req(&s, "PUT", "/v1/nodes/n1/hold", Some(TOKEN), Some(body));
+    let (code, b) = hold(r#"{"hold": true, "reason": "maintenance"}"#);
+    assert_eq!(code, 200, "{b}");
+    assert_eq!(json(&b)["reason"], "maintenance");
+    let (_, nodes) = req(&s, "GET", "/v1/nodes", Some(TOKEN), None);
+    assert_eq!(json(&nodes)[0]["hold"], "maintenance");
+    // Planned while held: the desired state changes, the GPU does not.
+    let put = req(
+        &s,
+        "PUT",
+        "/v1/nodes/n1/gpus/0/desired",
+        Some(TOKEN),
+        Some(r#"{"layout":"4g.20gb@0,3g.20gb@4"}"#),
+    );
+    assert_eq!(put.0, 200, "{}", put.1);
+    assert_eq!(agent(&s, &dir, &["--once"]).wait().unwrap().code(), Some(0));
+    // The simulated GPU's state file is written on the first change only.
+    let gpus: Vec<String> = std::fs::read_to_string(dir.join("gpus.json"))
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap_or_else(|_| vec!["empty".into()]);
+    assert_eq!(gpus[0], "empty", "a held node's agent changes nothing");
+    let (_, st) = req(&s, "GET", "/v1/state", Some(TOKEN), None);
+    assert_eq!(json(&st)["gpus"][0]["report"]["held"], true, "{st}");
+    // Bad holds are refused by field and change nothing.
+    for (body, code) in [
+        (r#"{"hold": "yes"}"#, 400),
+        (r#"{"hold": true, "reason": 5}"#, 400),
+        (r#"{"hold": true, "extra": 1}"#, 400),
+        (
+            &format!(r#"{{"hold": true, "reason": "{}"}}"#, "x".repeat(201)) as &str,
+            400,
+        ),
+        (r#"{"hold": true, "reason": "a\u0007b"}"#, 400),
+        ("not json", 400),
+    ] {
+        let (c, b) = hold(body);
+        assert_eq!(c, code, "{body}: {b}");
+        assert!(json(&b)["error"].is_string(), "{b}");
+    }
+    let (c, _) = req(
+        &s,
+        "PUT",
+        "/v1/nodes/n9/hold",
+        Some(TOKEN),
+        Some(r#"{"hold": true}"#),
+    );
+    assert_eq!(c, 404, "no such node");
+    let (c, _) = req(
+        &s,
+        "PUT",
+        "/v1/nodes/n1/hold",
+        None,
+        Some(r#"{"hold": false}"#),
+    );
+    assert_eq!(c, 401, "a write needs the token");
+    let (_, nodes) = req(&s, "GET", "/v1/nodes", Some(TOKEN), None);
+    assert_eq!(json(&nodes)[0]["hold"], "maintenance", "still held");
+    // Released: the agent applies the layout.
+    let (code, b) = hold(r#"{"hold": false}"#);
+    assert_eq!(code, 200, "{b}");
+    assert_eq!(json(&b)["hold"], false);
+    assert_eq!(agent(&s, &dir, &["--once"]).wait().unwrap().code(), Some(0));
+    let gpus: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("gpus.json")).unwrap()).unwrap();
+    assert_eq!(gpus[0], "4g.20gb@0,3g.20gb@4");
+    // Re-registering keeps the hold flag as it is (released here).
+    let (_, nodes) = req(&s, "GET", "/v1/nodes", Some(TOKEN), None);
+    assert!(json(&nodes)[0].get("hold").is_none(), "{nodes}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -391,6 +391,8 @@ fn kill_and_restart(pidfile: &Path, log: &Path) {
         .create(true)
         .open(log)
         .unwrap();
+    // Detached on purpose: the cluster's `down` stops it by its pid file.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(&argv[0])
         .args(&argv[1..])
         .stdout(out.try_clone().unwrap())

@@ -308,14 +308,55 @@ impl Connector {
             })
             .collect();
         let by_id: HashMap<u64, &SJob> = sjobs.iter().map(|j| (j.id, j)).collect();
+        let seat_of_job = |id: &str| {
+            slurm_id(id)
+                .and_then(|s| by_id.get(&s))
+                .and_then(|j| seat(j))
+        };
+        // The plan may swap jobs between equal instances (same profile): keep each on the one
+        // its seat holds, and tell the controller, instead of requeueing both.
+        let mut assigned = assigned;
+        let mut swapped = false;
+        for k in 0..assigned.len() {
+            let Some(cur) = seat_of_job(&assigned[k].0).and_then(|s| slots[s].instance.clone())
+            else {
+                continue;
+            };
+            let planned = assigned[k].1.clone();
+            let profile = |l: &str| l.split('@').next().map(str::to_string);
+            if cur == planned
+                || profile(&cur) != profile(&planned)
+                || !want.instances().iter().any(|i| i.label(model) == cur)
+            {
+                continue;
+            }
+            if let Some(o) = assigned.iter().position(|(_, i)| *i == cur) {
+                assigned[o].1 = planned;
+            }
+            assigned[k].1 = cur;
+            swapped = true;
+        }
+        if swapped {
+            let jobs: Vec<Value> = assigned
+                .iter()
+                .map(|(id, i)| json!({"id": id, "instance": i}))
+                .collect();
+            let body = json!({"layout": want.label(model), "jobs": jobs});
+            self.call(
+                cfg,
+                "PUT",
+                &format!("/v1/nodes/{node}/gpus/0/desired"),
+                Some(&body),
+            )?;
+            log(&format!(
+                "{node}: jobs kept on the equal slices they hold (assignment updated)"
+            ));
+        }
         // Where each instance of the new layout sits: in the seat of the job that will run on
         // it; else where it is now; else a free seat.
         let mut keep: HashMap<String, usize> = HashMap::new();
         for (id, inst) in &assigned {
-            if let Some(k) = slurm_id(id)
-                .and_then(|s| by_id.get(&s))
-                .and_then(|j| seat(j))
-            {
+            if let Some(k) = seat_of_job(id) {
                 keep.entry(inst.clone()).or_insert(k);
             }
         }
