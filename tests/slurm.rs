@@ -493,6 +493,144 @@ fn a_job_whose_slice_changes_is_requeued_and_a_killed_connector_loses_nothing() 
     assert!(!n.contains("DRAIN"), "{n}");
 }
 
+/// The pid in a pid file.
+fn pid_of(pidfile: &Path) -> i32 {
+    std::fs::read_to_string(pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The node a job runs on (empty while it does not).
+fn node_of(c: &Cluster, id: &str) -> String {
+    c.slurm("squeue", &["-h", "-j", id, "-t", "R", "-o", "%N"])
+        .trim()
+        .to_string()
+}
+
+/// The `start k` lines of a job's output (k = Slurm's restart count): strictly increasing from
+/// 0 (a start is never repeated; a count may be skipped when Slurm's launch of a restart was
+/// refused, as slurmd does while the previous run's process is still there). How many ran.
+fn starts_in_order(c: &Cluster, id: &str) -> usize {
+    let out = std::fs::read_to_string(c.dir.join(format!("job-{id}.out"))).unwrap();
+    let ks: Vec<u32> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("start ")?.trim().parse().ok())
+        .collect();
+    assert_eq!(ks.first(), Some(&0), "job {id}: {out}");
+    assert!(ks.windows(2).all(|w| w[0] < w[1]), "job {id}: {out}");
+    ks.len()
+}
+
+#[test]
+fn faults_a_job_ignoring_sigterm_a_slurmd_killed_mid_repartition_and_a_node_that_never_returns() {
+    if skip() {
+        return;
+    }
+    let c = Cluster::up(
+        "faults",
+        2,
+        19817 + (std::process::id() % 500) as u16 * 4,
+        &[],
+    );
+    let running = |id: &str, limit: u64| {
+        let t0 = Instant::now();
+        loop {
+            let n = node_of(&c, id);
+            if !n.is_empty() {
+                return n;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(limit),
+                "{id} never ran\n{}",
+                logs(&c.dir)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    // X ignores the checkpoint signal (SIGTERM): Slurm kills it after KillWait when it is
+    // requeued. Y runs on the other node.
+    let x = c.sbatch(
+        &["--comment", "miso:workload=bert_train8"],
+        "trap '' TERM; echo start ${SLURM_RESTART_COUNT:-0}; sleep 50",
+    );
+    let nx = running(&x, 60);
+    let y = c.sbatch(
+        &["--comment", "miso:workload=gnn_train64"],
+        "echo start ${SLURM_RESTART_COUNT:-0}; sleep 15.5",
+    );
+    let ny = running(&y, 60);
+    assert_ne!(nx, ny, "fewest jobs: Y on the other node");
+    // Y's node dies for good: slurmd, its agent and the job's processes.
+    for f in [format!("slurmd-{ny}.pid"), format!("miso-agent-{ny}.pid")] {
+        // SAFETY: plain kills of processes this test's cluster started.
+        unsafe { libc::kill(pid_of(&c.dir.join("run").join(f)), libc::SIGKILL) };
+    }
+    let _ = Command::new("pkill")
+        .args(["-9", "-f", &format!("slurmstepd: \\[{y}\\.")])
+        .status();
+    let _ = Command::new("pkill")
+        .args(["-9", "-f", "sleep 15.5"])
+        .status();
+    // Slurm declares it DOWN (SlurmdTimeout) and requeues Y; miso takes the GPU out of the plan
+    // and places Y beside X, which is requeued for the new layout (and killed after KillWait,
+    // having ignored SIGTERM). While X's node drains for that, its slurmd is killed and
+    // started again.
+    let t0 = Instant::now();
+    loop {
+        let n = c.slurm("scontrol", &["-o", "show", "node", &nx]);
+        if n.contains("DRAIN") {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "{nx} never drained\n{}",
+            logs(&c.dir)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pf = c.dir.join("run").join(format!("slurmd-{nx}.pid"));
+    // SAFETY: as above.
+    unsafe { libc::kill(pid_of(&pf), libc::SIGKILL) };
+    std::thread::sleep(Duration::from_secs(1));
+    let st = Command::new("slurmd")
+        .args(["-f", &c.conf, "-N", &nx])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    c.wait_all_done(Duration::from_secs(300), |_| {});
+    for id in [&x, &y] {
+        assert_eq!(c.job_state(id), "COMPLETED", "{id}\n{}", logs(&c.dir));
+    }
+    assert!(starts_in_order(&c, &x) >= 2, "X was requeued and ran again");
+    assert!(
+        starts_in_order(&c, &y) >= 2,
+        "Y ran again after its node died"
+    );
+    let log = std::fs::read_to_string(c.dir.join("log/miso-slurm.log")).unwrap();
+    assert!(log.contains(&format!("{ny}: DOWN in Slurm")), "{log}");
+    // The dead node's GPU is out of the plan; the living one agrees with Slurm.
+    let st = c.status();
+    assert!(
+        !st["gpus"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["node"] == ny.as_str()),
+        "{st}"
+    );
+    let t0 = Instant::now();
+    while let Err(e) = layouts_agree(&c, &nx) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "{e}\n{}",
+            logs(&c.dir)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 #[test]
 fn bad_arguments_are_refused_before_anything_starts() {
     let dir = std::env::temp_dir().join(format!("miso-slurm-{}-bad", std::process::id()));

@@ -297,7 +297,11 @@ pub fn parse_node(out: &str) -> Option<SNode> {
         name: word(line, "NodeName")?.to_string(),
         state: word(line, "State").unwrap_or_default().to_string(),
         gres: word(line, "Gres").unwrap_or_default().to_string(),
-        reason: word(line, "Reason").unwrap_or_default().to_string(),
+        // Free text up to Slurm's ` [user@time]` stamp: `Reason=Duplicate jobid [root@...]`.
+        reason: line
+            .split_once(" Reason=")
+            .map(|(_, r)| r.split(" [").next().unwrap_or(r).trim().to_string())
+            .unwrap_or_default(),
         comment: word(line, "Comment")
             .filter(|c| *c != "(null)")
             .unwrap_or_default()
@@ -352,6 +356,9 @@ mod tests {
         let n = parse_node("NodeName=node1 Arch=x86_64 CoresPerSocket=1 Gres=gpu:3g.20gb:2,gpu:unused:5 NodeAddr=127.0.0.1 State=MIXED+DRAIN ThreadsPerCore=1 Reason=miso-relayout [root@2026-12-03T11:31:11]\n").unwrap();
         assert_eq!(n.gres, "gpu:3g.20gb:2,gpu:unused:5");
         assert!(n.drained() && n.responding());
+        assert_eq!(n.reason, "miso-relayout");
+        let d = parse_node("NodeName=node1 State=IDLE+DRAIN Reason=Duplicate jobid [root@2026-12-03T12:27:13] Comment=x\n").unwrap();
+        assert_eq!(d.reason, "Duplicate jobid");
         assert!(!parse_node("NodeName=n State=IDLE*").unwrap().responding());
         let d = "JobId=7 JobName=wrap JobState=RUNNING Nodes=node1 CPU_IDs=0 Mem=0 GRES=gpu:1g.5gb:0(IDX:),gpu:3g.20gb:1(IDX:3),gpu:unused:0(IDX:) TresPerNode=gres:gpu:3g.20gb:1";
         assert_eq!(parse_gres_idx(d), Some(3));

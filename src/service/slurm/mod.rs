@@ -105,12 +105,23 @@ pub struct Relayout {
 /// acts on is read again from Slurm and the controller each pass.
 #[derive(Default)]
 pub struct Connector {
+    /// Nodes Slurm declared DOWN, whose GPU the controller forgot: their model, to register
+    /// them again when they come back.
+    gone: HashMap<String, &'static GpuModel>,
     drained_at: HashMap<String, Instant>,
+    /// Nodes Slurm drained because a requeued job's old process was still there when it
+    /// started again ("Duplicate jobid"), and when this connector first saw it.
+    duplicate_since: HashMap<String, Instant>,
+    /// Jobs already logged as waiting for their seat (logged once).
+    waiting: std::collections::HashSet<u64>,
     requeued: HashMap<String, Vec<u64>>,
     pub relayouts: Vec<Relayout>,
 }
 
 const DRAIN_REASON: &str = "miso-relayout";
+
+/// How long a node drained by Slurm for a duplicate job stays drained before miso resumes it.
+const DUPLICATE_RESUME: Duration = Duration::from_secs(10);
 
 impl Connector {
     fn call(
@@ -133,9 +144,43 @@ impl Connector {
         let nodes = cfg.slurm.partition_nodes(&cfg.run_partition)?;
         let registered = self.call(cfg, "GET", "/v1/nodes", None)?;
         let mut models: BTreeMap<String, &'static GpuModel> = BTreeMap::new();
+        let mut down: Vec<String> = Vec::new();
         for n in registered.as_array().into_iter().flatten() {
             let name = n["name"].as_str().unwrap_or_default();
             if !nodes.iter().any(|x| x == name) {
+                continue;
+            }
+            let sn = cfg.slurm.node(name)?;
+            if sn.state.starts_with("DOWN") {
+                // Slurm gave the node up (its jobs are requeued by Slurm): the controller
+                // forgets its GPU, so the jobs it held are queued and placed elsewhere.
+                down.push(name.to_string());
+                let m = n["gpus"]
+                    .as_array()
+                    .and_then(|g| g.iter().find(|g| g["index"] == 0))
+                    .and_then(|g| g["model"].as_str())
+                    .and_then(|m| gpu::gpu(m).ok());
+                if let Some(m) = m {
+                    self.call(
+                        cfg,
+                        "POST",
+                        "/v1/nodes",
+                        Some(&json!({"name": name, "gpus": []})),
+                    )?;
+                    self.gone.insert(name.to_string(), m);
+                    log(&format!(
+                        "{name}: DOWN in Slurm; its GPU is out of the plan until it returns"
+                    ));
+                }
+                continue;
+            }
+            if let Some(m) = self.gone.get(name).copied() {
+                if sn.responding() && n["gpus"].as_array().is_some_and(|g| g.is_empty()) {
+                    let body = json!({"name": name, "gpus": [{"index": 0, "model": m.short}]});
+                    self.call(cfg, "POST", "/v1/nodes", Some(&body))?;
+                    self.gone.remove(name);
+                    log(&format!("{name}: back in Slurm; its GPU is planned again"));
+                }
                 continue;
             }
             let Some(m) = n["gpus"]
@@ -154,12 +199,16 @@ impl Connector {
         }
         let sjobs = cfg.slurm.jobs(&[&cfg.partition, &cfg.run_partition])?;
         let by_id: HashMap<u64, &SJob> = sjobs.iter().map(|j| (j.id, j)).collect();
-        // Requeued (held) jobs go back to the partition miso places from.
+        // Requeued (held) jobs, and jobs waiting for a node that is down, go back to the
+        // partition miso places from.
         for j in &sjobs {
-            if j.partition == cfg.run_partition && j.pending() && j.held() {
+            let stranded = !j.held() && down.iter().any(|d| *d == j.req_node);
+            if j.partition == cfg.run_partition && j.pending() && (j.held() || stranded) {
                 cfg.slurm
                     .update_job(j.id, &[format!("Partition={}", cfg.partition)])?;
-                cfg.slurm.release(j.id)?;
+                if j.held() {
+                    cfg.slurm.release(j.id)?;
+                }
                 log(&format!(
                     "job {}: requeued, back to partition {}",
                     j.id, cfg.partition
@@ -386,6 +435,23 @@ impl Connector {
             // A re-partition finished, or one a crashed connector left drained.
             cfg.slurm.resume(node)?;
         }
+        if sn.drained() && sn.reason.starts_with("Duplicate jobid") {
+            // slurmd found a requeued job's previous process still alive (one that ignored
+            // SIGTERM while slurmd was down) and drained the node rather than run it twice.
+            // Resumed after a while: if that process is still there, slurmd refuses again.
+            let since = *self
+                .duplicate_since
+                .entry(node.to_string())
+                .or_insert_with(Instant::now);
+            if since.elapsed() > DUPLICATE_RESUME {
+                cfg.slurm.resume(node)?;
+                self.duplicate_since.remove(node);
+                log(&format!(
+                    "{node}: resumed after Slurm's `{}` drain",
+                    sn.reason
+                ));
+            }
+        }
         self.dispatch(cfg, node, &slots, &assigned, sjobs, log)
     }
 
@@ -595,7 +661,13 @@ impl Connector {
                     )?;
                 }
                 Some(s) => {
-                    log(&format!("job {sid}: waits for its seat mig{s} on {node} (holds {:?}); planned on {inst}", slots[s].instance));
+                    // Only after a move between nodes (its node failed): its seat here is
+                    // another job's; it runs when that seat is free.
+                    if self.waiting.insert(sid) {
+                        log(&format!(
+                            "job {sid}: waits for its seat mig{s} on {node} (another job's); planned on {inst}"
+                        ));
+                    }
                     continue;
                 }
                 None if j.gres_type().is_some() => {
