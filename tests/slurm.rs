@@ -461,10 +461,9 @@ fn a_job_whose_slice_changes_is_requeued_and_a_killed_connector_loses_nothing() 
     for id in [&a, &b] {
         assert_eq!(c.job_state(id), "COMPLETED", "{id}\n{}", logs(&c.dir));
     }
-    // The first job ran again after its requeue (and once more if MISO gave it the whole GPU
-    // back when the second ended): one start per Slurm restart, in order; the second job ran
-    // once.
-    let out_a = std::fs::read_to_string(c.dir.join(format!("job-{a}.out"))).unwrap();
+    // The first job ran again after its requeue (the second may be requeued too, when the first
+    // ends and MISO gives it the whole GPU): each job's starts strictly in order, never
+    // repeated, and as many as Slurm counted.
     let d = c.slurm("scontrol", &["-o", "show", "job", &a]);
     let restarts: usize = d
         .split_whitespace()
@@ -472,11 +471,11 @@ fn a_job_whose_slice_changes_is_requeued_and_a_killed_connector_loses_nothing() 
         .and_then(|r| r.parse().ok())
         .unwrap();
     assert!(restarts >= 1, "{d}");
-    let starts: Vec<&str> = out_a.lines().filter(|l| l.starts_with("start ")).collect();
-    let expect: Vec<String> = (0..=restarts).map(|k| format!("start {k}")).collect();
-    assert_eq!(starts, expect, "{out_a}");
-    let out_b = std::fs::read_to_string(c.dir.join(format!("job-{b}.out"))).unwrap();
-    assert_eq!(out_b.matches("start ").count(), 1, "{out_b}");
+    assert!(
+        starts_in_order(&c, &a) >= 2,
+        "the first job ran again after its requeue"
+    );
+    assert!(starts_in_order(&c, &b) >= 1);
     // The re-partition that requeued it finished under the restarted connector.
     let r = relayouts(&c);
     assert!(r.iter().any(|r| r["from"] == "7g.40gb@0"), "{r:?}");
@@ -531,7 +530,7 @@ fn faults_a_job_ignoring_sigterm_a_slurmd_killed_mid_repartition_and_a_node_that
     let c = Cluster::up(
         "faults",
         2,
-        19817 + (std::process::id() % 500) as u16 * 4,
+        21817 + (std::process::id() % 500) as u16 * 4,
         &[],
     );
     let running = |id: &str, limit: u64| {
@@ -655,7 +654,7 @@ fn without_miso_the_script_relayout_drains_requeues_rewrites_gres_and_resumes() 
     let c = Cluster::up(
         "relayout",
         1,
-        20817 + (std::process::id() % 500) as u16 * 4,
+        23817 + (std::process::id() % 500) as u16 * 4,
         &["--no-miso"],
     );
     // A job that checkpoints nothing but knows whether it was restarted.
