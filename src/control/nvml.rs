@@ -138,6 +138,67 @@ impl NvmlControl {
     }
 }
 
+fn nvml_call(gpu: u32, call: &str, e: nvml_wrapper::error::NvmlError) -> ControlError {
+    ControlError::Call {
+        gpu,
+        call: call.into(),
+        reason: e.to_string(),
+    }
+}
+
+impl NvmlControl {
+    /// The GPU-instance id of placed instance `inst` of `gpu`, and its MIG device.
+    fn mig_device(
+        &self,
+        gpu: u32,
+        inst: Instance,
+    ) -> Result<(u32, nvml_wrapper::Device<'_>), ControlError> {
+        let (dev, model) = self.device(gpu)?;
+        let label = inst.label(model);
+        let lib = self.nvml.lib();
+        // The GPU-instance id of the placed instance ...
+        let gi = self
+            .instances(gpu, dev, model, inst.profile as usize)?
+            .into_iter()
+            .find(|(start, _)| *start == inst.start)
+            .map(|(_, gi)| gi)
+            .ok_or_else(|| ControlError::Call {
+                gpu,
+                call: format!("nvmlDeviceGetGpuInstances({label})"),
+                reason: "NVML_ERROR_NOT_FOUND".into(),
+            })?;
+        // SAFETY: `gi` is a live handle; `info` a plain C struct NVML fills.
+        let mut info: sys::nvmlGpuInstanceInfo_t = unsafe { mem::zeroed() };
+        ok(gpu, "nvmlGpuInstanceGetInfo", unsafe {
+            lib.nvmlGpuInstanceGetInfo(gi, &mut info)
+        })?;
+        // ... and the MIG device whose GPU-instance id it is.
+        let d = self
+            .nvml
+            .device_by_index(gpu)
+            .map_err(|_| ControlError::NoSuchGpu(gpu))?;
+        let n = d
+            .mig_device_count()
+            .map_err(|e| nvml_call(gpu, "nvmlDeviceGetMaxMigDeviceCount", e))?;
+        for i in 0..n {
+            let Ok(m) = d.mig_device_by_index(i) else {
+                continue; // an unused MIG device slot
+            };
+            let mut id: u32 = 0;
+            // SAFETY: `m`'s handle is live while `self.nvml` lives.
+            let r = unsafe { lib.nvmlDeviceGetGpuInstanceId(m.handle(), &mut id) };
+            if r == sys::nvmlReturn_enum_NVML_SUCCESS && id == info.id {
+                return Ok((info.id, m));
+            }
+        }
+        Err(ControlError::Call {
+            gpu,
+            call: format!("nvmlDeviceGetMigDeviceHandleByIndex({label})"),
+            reason: format!("no MIG device has GPU instance id {}", info.id),
+        })
+    }
+}
+
 /// One catalog profile compared with what the driver reports for it.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ProfileCheck {
@@ -327,123 +388,33 @@ impl GpuControl for NvmlControl {
     }
 
     fn device_id(&mut self, gpu: u32, inst: Option<Instance>) -> Result<String, ControlError> {
-        let call = |c: &str, e: nvml_wrapper::error::NvmlError| ControlError::Call {
-            gpu,
-            call: c.into(),
-            reason: e.to_string(),
-        };
         let Some(inst) = inst else {
             let d = self
                 .nvml
                 .device_by_index(gpu)
                 .map_err(|_| ControlError::NoSuchGpu(gpu))?;
-            return d.uuid().map_err(|e| call("nvmlDeviceGetUUID", e));
+            return d.uuid().map_err(|e| nvml_call(gpu, "nvmlDeviceGetUUID", e));
         };
-        let (dev, model) = self.device(gpu)?;
-        let label = inst.label(model);
-        let lib = self.nvml.lib();
-        // The GPU-instance id of the placed instance ...
-        let gi = self
-            .instances(gpu, dev, model, inst.profile as usize)?
-            .into_iter()
-            .find(|(start, _)| *start == inst.start)
-            .map(|(_, gi)| gi)
-            .ok_or_else(|| ControlError::Call {
-                gpu,
-                call: format!("nvmlDeviceGetGpuInstances({label})"),
-                reason: "NVML_ERROR_NOT_FOUND".into(),
-            })?;
-        // SAFETY: `gi` is a live handle; `info` a plain C struct NVML fills.
-        let mut info: sys::nvmlGpuInstanceInfo_t = unsafe { mem::zeroed() };
-        ok(gpu, "nvmlGpuInstanceGetInfo", unsafe {
-            lib.nvmlGpuInstanceGetInfo(gi, &mut info)
-        })?;
-        // ... and the MIG device whose GPU-instance id it is.
-        let d = self
-            .nvml
-            .device_by_index(gpu)
-            .map_err(|_| ControlError::NoSuchGpu(gpu))?;
-        let n = d
-            .mig_device_count()
-            .map_err(|e| call("nvmlDeviceGetMaxMigDeviceCount", e))?;
-        for i in 0..n {
-            let Ok(m) = d.mig_device_by_index(i) else {
-                continue; // an unused MIG device slot
-            };
-            let mut id: u32 = 0;
-            // SAFETY: `m`'s handle is live while `self.nvml` lives.
-            let r = unsafe { lib.nvmlDeviceGetGpuInstanceId(m.handle(), &mut id) };
-            if r == sys::nvmlReturn_enum_NVML_SUCCESS && id == info.id {
-                return m.uuid().map_err(|e| call("nvmlDeviceGetUUID", e));
-            }
-        }
-        Err(ControlError::Call {
-            gpu,
-            call: format!("nvmlDeviceGetMigDeviceHandleByIndex({label})"),
-            reason: format!("no MIG device has GPU instance id {}", info.id),
-        })
+        let (_, m) = self.mig_device(gpu, inst)?;
+        m.uuid().map_err(|e| nvml_call(gpu, "nvmlDeviceGetUUID", e))
     }
 
     fn mig_ids(&mut self, gpu: u32, inst: Instance) -> Result<super::MigIds, ControlError> {
-        let call = |c: &str, e: nvml_wrapper::error::NvmlError| ControlError::Call {
-            gpu,
-            call: c.into(),
-            reason: e.to_string(),
-        };
-        let (dev, model) = self.device(gpu)?;
-        let label = inst.label(model);
-        let lib = self.nvml.lib();
-        let gi = self
-            .instances(gpu, dev, model, inst.profile as usize)?
-            .into_iter()
-            .find(|(start, _)| *start == inst.start)
-            .map(|(_, gi)| gi)
-            .ok_or_else(|| ControlError::Call {
-                gpu,
-                call: format!("nvmlDeviceGetGpuInstances({label})"),
-                reason: "NVML_ERROR_NOT_FOUND".into(),
-            })?;
-        // SAFETY: `gi` is a live handle; `info` a plain C struct NVML fills.
-        let mut info: sys::nvmlGpuInstanceInfo_t = unsafe { mem::zeroed() };
-        ok(gpu, "nvmlGpuInstanceGetInfo", unsafe {
-            lib.nvmlGpuInstanceGetInfo(gi, &mut info)
+        let (gi, m) = self.mig_device(gpu, inst)?;
+        let mut ci = 0u32;
+        // SAFETY: `m`'s handle is live while `self.nvml` lives.
+        ok(gpu, "nvmlDeviceGetComputeInstanceId", unsafe {
+            self.nvml
+                .lib()
+                .nvmlDeviceGetComputeInstanceId(m.handle(), &mut ci)
         })?;
-        let d = self
+        let minor = self
             .nvml
             .device_by_index(gpu)
-            .map_err(|_| ControlError::NoSuchGpu(gpu))?;
-        let minor = d
+            .map_err(|_| ControlError::NoSuchGpu(gpu))?
             .minor_number()
-            .map_err(|e| call("nvmlDeviceGetMinorNumber", e))?;
-        // The compute instance: the MIG device of this GPU instance knows its id.
-        let n = d
-            .mig_device_count()
-            .map_err(|e| call("nvmlDeviceGetMaxMigDeviceCount", e))?;
-        for i in 0..n {
-            let Ok(m) = d.mig_device_by_index(i) else {
-                continue;
-            };
-            let (mut g, mut c) = (0u32, 0u32);
-            // SAFETY: `m`'s handle is live while `self.nvml` lives.
-            let r = unsafe { lib.nvmlDeviceGetGpuInstanceId(m.handle(), &mut g) };
-            if r != sys::nvmlReturn_enum_NVML_SUCCESS || g != info.id {
-                continue;
-            }
-            // SAFETY: as above.
-            ok(gpu, "nvmlDeviceGetComputeInstanceId", unsafe {
-                lib.nvmlDeviceGetComputeInstanceId(m.handle(), &mut c)
-            })?;
-            return Ok(super::MigIds {
-                minor,
-                gi: info.id,
-                ci: c,
-            });
-        }
-        Err(ControlError::Call {
-            gpu,
-            call: format!("nvmlDeviceGetMigDeviceHandleByIndex({label})"),
-            reason: format!("no MIG device has GPU instance id {}", info.id),
-        })
+            .map_err(|e| nvml_call(gpu, "nvmlDeviceGetMinorNumber", e))?;
+        Ok(super::MigIds { minor, gi, ci })
     }
 
     fn start_mps(&mut self, gpu: u32, inst: Option<Instance>) -> Result<Mps, ControlError> {

@@ -202,7 +202,7 @@ impl Connector {
         // Requeued (held) jobs, and jobs waiting for a node that is down, go back to the
         // partition miso places from.
         for j in &sjobs {
-            let stranded = !j.held() && down.iter().any(|d| *d == j.req_node);
+            let stranded = !j.held() && down.contains(&j.req_node);
             if j.partition == cfg.run_partition && j.pending() && (j.held() || stranded) {
                 cfg.slurm
                     .update_job(j.id, &[format!("Partition={}", cfg.partition)])?;
@@ -216,17 +216,7 @@ impl Connector {
             }
         }
         let cjobs = self.call(cfg, "GET", "/v1/jobs", None)?;
-        let cstate: HashMap<String, String> = cjobs
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|j| {
-                Some((
-                    j["id"].as_str()?.to_string(),
-                    j["state"].as_str()?.to_string(),
-                ))
-            })
-            .collect();
+        let cstate: HashMap<String, String> = pairs(&cjobs, "id", "state").into_iter().collect();
         // New jobs.
         let mut queued = false;
         for j in sjobs
@@ -345,17 +335,7 @@ impl Connector {
             ));
         }
         let have = gres::layout_of(model, &slots).map_err(|e| e.to_string())?;
-        let assigned: Vec<(String, String)> = d["jobs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|j| {
-                Some((
-                    j["id"].as_str()?.to_string(),
-                    j["instance"].as_str()?.to_string(),
-                ))
-            })
-            .collect();
+        let assigned = pairs(&d["jobs"], "id", "instance");
         let by_id: HashMap<u64, &SJob> = sjobs.iter().map(|j| (j.id, j)).collect();
         let seat_of_job = |id: &str| {
             slurm_id(id)
@@ -694,6 +674,15 @@ impl Connector {
         }
         Ok(())
     }
+}
+
+/// `(v[a], v[b])` of each object of a JSON array that has both as strings.
+fn pairs(list: &Value, a: &str, b: &str) -> Vec<(String, String)> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|j| Some((j[a].as_str()?.to_string(), j[b].as_str()?.to_string())))
+        .collect()
 }
 
 /// The seat a job was given (its typed request `gpu:migK`), if any.
