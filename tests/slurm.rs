@@ -51,6 +51,10 @@ impl Cluster {
         args.extend_from_slice(extra);
         let out = script(&dir, &args);
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        if !out.status.success() {
+            // Whatever it started before failing stops with it.
+            let _ = script(&dir, &["down"]);
+        }
         assert!(
             out.status.success(),
             "slurm-cluster up failed:\n{stdout}\n{}\n{}",
