@@ -45,19 +45,6 @@ fn call_status(
     cfg.client.request(method, path, b.as_deref())
 }
 
-fn call(
-    cfg: &AgentConfig,
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
-) -> Result<Value, String> {
-    let (code, text) = call_status(cfg, method, path, body)?;
-    if !(200..300).contains(&code) {
-        return Err(format!("{method} {path}: HTTP {code}: {text}"));
-    }
-    serde_json::from_str(&text).map_err(|e| format!("{method} {path}: {e}"))
-}
-
 /// One instance of `model` from its label, if it is in `layout`.
 fn instance_in(model: &GpuModel, layout: &Layout, label: &str) -> Option<Instance> {
     Instance::parse(model, label)
@@ -298,7 +285,10 @@ fn profile_on(
     .map_err(|e| GiveUp(format!("profiling: {e}")))?;
     let mut v = serde_json::to_value(&rec).map_err(|e| GiveUp(e.to_string()))?;
     v["jobs"] = json!(ids);
-    let r = call(cfg, "POST", "/v1/samples", Some(&v)).map_err(Retry)?;
+    let r = cfg
+        .client
+        .call("POST", "/v1/samples", Some(&v))
+        .map_err(Retry)?;
     log(&format!(
         "GPU {idx}: sample {} sent; planned: {}",
         r["seq"], r["planned"]
@@ -323,7 +313,7 @@ pub fn run(
     let mut wait = std::time::Duration::from_millis(200);
     let mut tries = 0u32;
     loop {
-        match call(cfg, "POST", "/v1/nodes", Some(&body)) {
+        match cfg.client.call("POST", "/v1/nodes", Some(&body)) {
             Err(e) if !cfg.once && e.starts_with(super::client::UNREACHABLE) => {
                 if tries % 10 == 0 {
                     log(&format!("{e}; retrying until the controller answers"));
@@ -385,7 +375,10 @@ pub fn run(
                 Err(e) => log(&e),
             }
         }
-        match call(cfg, "GET", &format!("/v1/nodes/{}/desired", cfg.name), None) {
+        match cfg
+            .client
+            .call("GET", &format!("/v1/nodes/{}/desired", cfg.name), None)
+        {
             Ok(desired) => {
                 let mut reports = Vec::new();
                 for d in desired.as_array().cloned().unwrap_or_default() {
@@ -410,8 +403,7 @@ pub fn run(
                     }
                     reports.push(json!({"index": idx, "layout": now, "error": error, "jobs": jobs, "held": held}));
                 }
-                if let Err(e) = call(
-                    cfg,
+                if let Err(e) = cfg.client.call(
                     "POST",
                     &format!("/v1/nodes/{}/report", cfg.name),
                     Some(&json!({"gpus": reports})),

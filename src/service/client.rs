@@ -159,6 +159,22 @@ impl Client {
             .map_err(|e| format!("{url}: {e}"))?;
         Ok((code, text))
     }
+
+    /// Send one request with a JSON body (when given) and read a JSON reply; a status outside
+    /// 2xx is an error naming the method, path, status and reply.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, String> {
+        let b = body.map(serde_json::Value::to_string);
+        let (code, text) = self.request(method, path, b.as_deref())?;
+        if !(200..300).contains(&code) {
+            return Err(format!("{method} {path}: HTTP {code}: {text}"));
+        }
+        serde_json::from_str(&text).map_err(|e| format!("{method} {path}: {e}"))
+    }
 }
 
 /// How an error message starts when the controller could not be reached at all (not up yet,

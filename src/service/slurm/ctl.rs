@@ -187,12 +187,6 @@ impl Slurm {
         Ok(v)
     }
 
-    /// Slurm's index of the GPU a running job holds (`GRES=gpu:3g.20gb:1(IDX:2)`).
-    pub fn job_gpu_index(&self, id: u64) -> Result<Option<usize>, String> {
-        let out = self.scontrol(&["-d", "-o", "show", "job", &id.to_string()])?;
-        Ok(parse_gres_idx(&out))
-    }
-
     pub fn drain(&self, node: &str, reason: &str) -> Result<(), String> {
         self.scontrol(&[
             "update",
@@ -312,21 +306,6 @@ pub fn parse_node(out: &str) -> Option<SNode> {
     })
 }
 
-/// The first `IDX:n` of the `GRES=` detail of `scontrol -d -o show job`.
-pub fn parse_gres_idx(out: &str) -> Option<usize> {
-    let g = out
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("GRES="))?;
-    // gpu:3g.20gb:1(IDX:2),gpu:1g.5gb:0(IDX:)
-    for part in g.split("(IDX:").skip(1) {
-        let n: String = part.chars().take_while(char::is_ascii_digit).collect();
-        if let Ok(i) = n.parse() {
-            return Some(i);
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,8 +339,5 @@ mod tests {
         let d = parse_node("NodeName=node1 State=IDLE+DRAIN Reason=Duplicate jobid [root@2026-12-03T12:27:13] Comment=x\n").unwrap();
         assert_eq!(d.reason, "Duplicate jobid");
         assert!(!parse_node("NodeName=n State=IDLE*").unwrap().responding());
-        let d = "JobId=7 JobName=wrap JobState=RUNNING Nodes=node1 CPU_IDs=0 Mem=0 GRES=gpu:1g.5gb:0(IDX:),gpu:3g.20gb:1(IDX:3),gpu:unused:0(IDX:) TresPerNode=gres:gpu:3g.20gb:1";
-        assert_eq!(parse_gres_idx(d), Some(3));
-        assert_eq!(parse_gres_idx("JobId=6 JobState=PENDING"), None);
     }
 }

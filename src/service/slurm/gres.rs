@@ -158,28 +158,6 @@ pub fn slots_for(
         .collect()
 }
 
-/// Slurm's index of each line: grouped by type in order of first appearance, line order
-/// within a type. For seats (one line per type, in order) the index is the seat.
-pub fn slurm_index(types: &[&str]) -> Vec<usize> {
-    let mut order: Vec<&str> = Vec::new();
-    for t in types {
-        if !order.contains(t) {
-            order.push(t);
-        }
-    }
-    let mut index = vec![0; types.len()];
-    let mut next = 0;
-    for t in order {
-        for (k, x) in types.iter().enumerate() {
-            if *x == t {
-                index[k] = next;
-                next += 1;
-            }
-        }
-    }
-    index
-}
-
 /// Whether the job in `seat` keeps its GPU from `old` to `new`: the same instance stays there.
 pub fn survives(old: &[Slot], new: &[Slot], seat: usize) -> bool {
     match (old.get(seat), new.get(seat)) {
@@ -238,37 +216,6 @@ pub fn replace_node_lines(text: &str, node: &str, lines: &str) -> String {
         out.push_str(lines);
     }
     out
-}
-
-/// `text` (a slurm.conf) with `node`'s `Gres=` set to `gres`; an error when the node has no
-/// NodeName line of its own.
-pub fn set_node_gres(text: &str, node: &str, gres: &str) -> Result<String, GresError> {
-    let mut out = String::new();
-    let mut found = false;
-    for raw in text.lines() {
-        let is_node = raw
-            .split_whitespace()
-            .next()
-            .is_some_and(|w| w == format!("NodeName={node}"));
-        if is_node {
-            found = true;
-            let mut words: Vec<String> = raw.split_whitespace().map(str::to_string).collect();
-            match words.iter_mut().find(|w| w.starts_with("Gres=")) {
-                Some(w) => *w = format!("Gres={gres}"),
-                None => words.push(format!("Gres={gres}")),
-            }
-            out.push_str(&words.join(" "));
-        } else {
-            out.push_str(raw);
-        }
-        out.push('\n');
-    }
-    if !found {
-        return Err(GresError::Invalid(format!(
-            "slurm.conf: no `NodeName={node}` line of its own"
-        )));
-    }
-    Ok(out)
 }
 
 /// `/proc/driver/nvidia-caps/mig-minors`: `gpu0/gi1/access 12`, `gpu0/gi1/ci0/access 13`, ...
@@ -427,13 +374,6 @@ mod tests {
     }
 
     #[test]
-    fn slurm_groups_types_in_order_of_first_appearance() {
-        // As measured: lines typed 1g,1g,3g,1g give the 3g line index 3; seats keep line = index.
-        assert_eq!(slurm_index(&["1g", "1g", "3g", "1g"]), vec![0, 1, 3, 2]);
-        assert_eq!(slurm_index(&["mig0", "mig1", "mig2"]), vec![0, 1, 2]);
-    }
-
-    #[test]
     fn hardware_lines_name_each_instances_capability_files() {
         // mig-minors as the driver writes it (one line per possible GPU/compute instance), and
         // the ids NVML gives for a 3g.20gb@0 + 2g.10gb@4 + 1g.5gb@6 layout on GPU minor 0.
@@ -492,11 +432,6 @@ mod tests {
             "NodeName=a Name=gpu Type=mig0 File=/z # miso:7g.40gb@0\n",
         );
         assert_eq!(out, "# site lines\nNodeName=a Name=gpu Type=mig0 File=/z # miso:7g.40gb@0\nNodeName=b Name=gpu Type=mig0 File=/y # miso:empty\n");
-        let conf = "ClusterName=x\nNodeName=a CPUs=2 Gres=gpu:mig0:1 State=UNKNOWN\nNodeName=ab Gres=gpu:mig0:1\n";
-        let out = set_node_gres(conf, "a", "gpu:mig0:1,gpu:mig1:1").unwrap();
-        assert!(out.contains("NodeName=a CPUs=2 Gres=gpu:mig0:1,gpu:mig1:1 State=UNKNOWN\n"));
-        assert!(out.contains("NodeName=ab Gres=gpu:mig0:1\n"));
-        assert!(set_node_gres(conf, "c", "gpu:mig0:1").is_err());
         // A typed line miso did not write is refused, by line number; seats out of order too.
         let e = parse("NodeName=a Name=gpu Type=3g.20gb File=/q\n", "a").unwrap_err();
         assert!(e.to_string().contains("line 1"), "{e}");

@@ -124,25 +124,10 @@ const DRAIN_REASON: &str = "miso-relayout";
 const DUPLICATE_RESUME: Duration = Duration::from_secs(10);
 
 impl Connector {
-    fn call(
-        &self,
-        cfg: &Config,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, String> {
-        let b = body.map(Value::to_string);
-        let (code, text) = cfg.client.request(method, path, b.as_deref())?;
-        if !(200..300).contains(&code) {
-            return Err(format!("{method} {path}: HTTP {code}: {}", text.trim()));
-        }
-        serde_json::from_str(&text).map_err(|e| format!("{method} {path}: {e}"))
-    }
-
     /// One pass over Slurm and the controller.
     pub fn pass(&mut self, cfg: &Config, log: &mut dyn FnMut(&str)) -> Result<(), String> {
         let nodes = cfg.slurm.partition_nodes(&cfg.run_partition)?;
-        let registered = self.call(cfg, "GET", "/v1/nodes", None)?;
+        let registered = cfg.client.call("GET", "/v1/nodes", None)?;
         let mut models: BTreeMap<String, &'static GpuModel> = BTreeMap::new();
         let mut down: Vec<String> = Vec::new();
         for n in registered.as_array().into_iter().flatten() {
@@ -155,14 +140,8 @@ impl Connector {
                 // Slurm gave the node up (its jobs are requeued by Slurm): the controller
                 // forgets its GPU, so the jobs it held are queued and placed elsewhere.
                 down.push(name.to_string());
-                let m = n["gpus"]
-                    .as_array()
-                    .and_then(|g| g.iter().find(|g| g["index"] == 0))
-                    .and_then(|g| g["model"].as_str())
-                    .and_then(|m| gpu::gpu(m).ok());
-                if let Some(m) = m {
-                    self.call(
-                        cfg,
+                if let Some(m) = gpu0_model(n) {
+                    cfg.client.call(
                         "POST",
                         "/v1/nodes",
                         Some(&json!({"name": name, "gpus": []})),
@@ -177,18 +156,13 @@ impl Connector {
             if let Some(m) = self.gone.get(name).copied() {
                 if sn.responding() && n["gpus"].as_array().is_some_and(|g| g.is_empty()) {
                     let body = json!({"name": name, "gpus": [{"index": 0, "model": m.short}]});
-                    self.call(cfg, "POST", "/v1/nodes", Some(&body))?;
+                    cfg.client.call("POST", "/v1/nodes", Some(&body))?;
                     self.gone.remove(name);
                     log(&format!("{name}: back in Slurm; its GPU is planned again"));
                 }
                 continue;
             }
-            let Some(m) = n["gpus"]
-                .as_array()
-                .and_then(|g| g.iter().find(|g| g["index"] == 0))
-                .and_then(|g| g["model"].as_str())
-                .and_then(|m| gpu::gpu(m).ok())
-            else {
+            let Some(m) = gpu0_model(n) else {
                 continue;
             };
             if n["hold"].is_null() {
@@ -215,7 +189,7 @@ impl Connector {
                 ));
             }
         }
-        let cjobs = self.call(cfg, "GET", "/v1/jobs", None)?;
+        let cjobs = cfg.client.call("GET", "/v1/jobs", None)?;
         let cstate: HashMap<String, String> = pairs(&cjobs, "id", "state").into_iter().collect();
         // New jobs.
         let mut queued = false;
@@ -232,7 +206,7 @@ impl Connector {
                 Some(w) => body["workload"] = json!(w),
                 None => body["speeds"] = json!(prior_speeds()),
             }
-            match self.call(cfg, "POST", "/v1/jobs", Some(&body)) {
+            match cfg.client.call("POST", "/v1/jobs", Some(&body)) {
                 Ok(_) => {
                     queued = true;
                     log(&format!(
@@ -259,7 +233,10 @@ impl Connector {
             };
             if let Some(err) = how {
                 let body = err.as_ref().map(|e| json!({"error": e}));
-                match self.call(cfg, "POST", &format!("/v1/jobs/{id}/finish"), body.as_ref()) {
+                match cfg
+                    .client
+                    .call("POST", &format!("/v1/jobs/{id}/finish"), body.as_ref())
+                {
                     Ok(_) => log(&format!(
                         "job {sid}: ended in Slurm ({}), finished at the controller",
                         err.as_deref().unwrap_or("COMPLETED")
@@ -271,7 +248,7 @@ impl Connector {
             }
         }
         if queued {
-            let r = self.call(cfg, "POST", "/v1/schedule", Some(&json!({})))?;
+            let r = cfg.client.call("POST", "/v1/schedule", Some(&json!({})))?;
             for p in r["jobs"].as_array().into_iter().flatten() {
                 if !p["node"].is_null() {
                     log(&format!(
@@ -292,7 +269,8 @@ impl Connector {
 
     fn hold(&self, cfg: &Config, node: &str, hold: bool) -> Result<(), String> {
         let body = json!({"hold": hold, "reason": "miso slurm: the layout changes only while Slurm has drained what it destroys"});
-        self.call(cfg, "PUT", &format!("/v1/nodes/{node}/hold"), Some(&body))
+        cfg.client
+            .call("PUT", &format!("/v1/nodes/{node}/hold"), Some(&body))
             .map(drop)
     }
 
@@ -313,7 +291,9 @@ impl Connector {
         sjobs: &[SJob],
         log: &mut dyn FnMut(&str),
     ) -> Result<(), String> {
-        let desired = self.call(cfg, "GET", &format!("/v1/nodes/{node}/desired"), None)?;
+        let desired = cfg
+            .client
+            .call("GET", &format!("/v1/nodes/{node}/desired"), None)?;
         let Some(d) = desired
             .as_array()
             .and_then(|a| a.iter().find(|d| d["index"] == 0))
@@ -371,8 +351,7 @@ impl Connector {
                 .map(|(id, i)| json!({"id": id, "instance": i}))
                 .collect();
             let body = json!({"layout": want.label(model), "jobs": jobs});
-            self.call(
-                cfg,
+            cfg.client.call(
                 "PUT",
                 &format!("/v1/nodes/{node}/gpus/0/desired"),
                 Some(&body),
@@ -546,7 +525,7 @@ impl Connector {
     fn wait_applied(&self, cfg: &Config, node: &str, layout: &str) -> Result<bool, String> {
         let t0 = Instant::now();
         loop {
-            let st = self.call(cfg, "GET", "/v1/state", None)?;
+            let st = cfg.client.call("GET", "/v1/state", None)?;
             let done = st["gpus"].as_array().into_iter().flatten().any(|g| {
                 g["node"] == node
                     && g["index"] == 0
@@ -674,6 +653,13 @@ impl Connector {
         }
         Ok(())
     }
+}
+
+/// The model of GPU 0 of a registered node (`GET /v1/nodes`), if miso knows it.
+fn gpu0_model(node: &Value) -> Option<&'static GpuModel> {
+    node["gpus"].as_array()?.iter().find(|g| g["index"] == 0)?["model"]
+        .as_str()
+        .and_then(|m| gpu::gpu(m).ok())
 }
 
 /// `(v[a], v[b])` of each object of a JSON array that has both as strings.
