@@ -12,6 +12,7 @@ use super::load_model;
   miso predict --features ../shared/datasets/miso-a100/mps_features.npy --out pred.npy \\
       --dummy-from ../shared/datasets/miso-a100/mig_targets.npy
   miso predict --features x.npy --jobs 3 --out all.npy --all-profiles --model models/mine
+  miso predict --features x.npy --jobs 2 --out p.npy --intervals   # + p.lo.npy, p.hi.npy
 
 Rows of the output: [7g, 4g, 3g] latency normalised like mig_targets.npy (each slot's largest
 value is 1.0; lower is faster); with --all-profiles [1g, 2g, 3g, 4g, 7g].")]
@@ -39,6 +40,11 @@ pub struct PredictArgs {
     /// ...or: every slot of every sample is a real job.
     #[arg(long, group = "slots")]
     all_real: bool,
+    /// Also write the model's calibrated intervals beside --out: OUT.lo.npy and OUT.hi.npy,
+    /// same shape (each job's true value lies inside for the model's level, e.g. 90 %, of jobs
+    /// of families it never saw; `miso evaluate --lofo --calibrate` makes them).
+    #[arg(long)]
+    intervals: bool,
 }
 
 pub fn run(a: PredictArgs) -> Result<()> {
@@ -77,11 +83,66 @@ pub fn run(a: PredictArgs) -> Result<()> {
         ms.push(m);
     }
     let preds = p.predict_targets(&ms);
-    let out = if a.all_profiles {
+    let bounds = if a.intervals {
+        let iv = p.predict_intervals(&ms).with_context(|| {
+            format!(
+                "model {} has no calibrated intervals: run `miso evaluate --model DIR --lofo --calibrate` on it",
+                p.meta.name
+            )
+        })?;
+        let lo: Vec<_> = iv.iter().map(|b| b.map(|x| x.0)).collect();
+        let hi: Vec<_> = iv.iter().map(|b| b.map(|x| x.1)).collect();
+        Some((lo, hi))
+    } else {
+        None
+    };
+    let out = to_array(&preds, a.all_profiles, true);
+    write_npy(&a.out, &out)?;
+    if let Some((lo, hi)) = bounds {
+        for (tag, b) in [("lo", lo), ("hi", hi)] {
+            let path = a.out.with_extension(format!("{tag}.npy"));
+            write_npy(&path, &to_array(&b, a.all_profiles, false))?;
+            eprintln!("wrote {} ({tag} end of the intervals)", path.display());
+        }
+    }
+    eprintln!(
+        "wrote {} ({} × {} × 7) with model {}",
+        a.out.display(),
+        n,
+        if a.all_profiles { 5 } else { 3 },
+        p.meta.name
+    );
+    Ok(())
+}
+
+fn write_npy(path: &std::path::Path, a: &ndarray::Array3<f64>) -> Result<()> {
+    let f =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    ndarray_npy::WriteNpyExt::write_npy(a, std::io::BufWriter::new(f))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Predictions as N×3×7 [7g, 4g, 3g] (or N×5×7 with all profiles); `renorm`: divide each
+/// slot by its largest 7g/4g/3g value (interval ends are already on the point's scale).
+fn to_array(
+    preds: &[[predictor::Target; miso::perf::SLOTS]],
+    all_profiles: bool,
+    renorm: bool,
+) -> ndarray::Array3<f64> {
+    use miso::perf::SLOTS;
+    let n = preds.len();
+    let norm = |t: &predictor::Target| {
+        if renorm {
+            predictor::renormalise(t)
+        } else {
+            *t
+        }
+    };
+    if all_profiles {
         let mut o = ndarray::Array3::<f64>::from_elem((n, 5, SLOTS), f64::NAN);
         for (i, pr) in preds.iter().enumerate() {
             for s in 0..SLOTS {
-                let t = predictor::renormalise(&pr[s]);
+                let t = norm(&pr[s]);
                 for k in 0..5 {
                     if let Some(v) = t[k] {
                         o[[i, k, s]] = v;
@@ -94,24 +155,12 @@ pub fn run(a: PredictArgs) -> Result<()> {
         let mut o = ndarray::Array3::<f64>::zeros((n, 3, SLOTS));
         for (i, pr) in preds.iter().enumerate() {
             for s in 0..SLOTS {
-                let t = predictor::renormalise(&pr[s]);
+                let t = norm(&pr[s]);
                 for (r, k) in [4usize, 3, 2].iter().enumerate() {
                     o[[i, r, s]] = t[*k].unwrap_or(f64::NAN);
                 }
             }
         }
         o
-    };
-    let f = std::fs::File::create(&a.out)
-        .with_context(|| format!("cannot create {}", a.out.display()))?;
-    ndarray_npy::WriteNpyExt::write_npy(&out, std::io::BufWriter::new(f))
-        .with_context(|| format!("cannot write {}", a.out.display()))?;
-    eprintln!(
-        "wrote {} ({} × {} × 7) with model {}",
-        a.out.display(),
-        n,
-        if a.all_profiles { 5 } else { 3 },
-        p.meta.name
-    );
-    Ok(())
+    }
 }

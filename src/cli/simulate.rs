@@ -135,6 +135,19 @@ pub struct SimulateArgs {
     /// The predictor MISO and Ours use [default: the built-in model, a copy of models/default]
     #[arg(long)]
     model: Option<std::path::PathBuf>,
+    /// The speeds MISO and Ours give the optimizer (the robust objective): the point
+    /// prediction, the expected slowdown under the model's predictive distribution (minimises
+    /// the expected mean slowdown), or the worst case of its calibrated interval.
+    #[arg(long, default_value = "point", value_parser = ["point", "expected", "worst"])]
+    estimate: String,
+    /// MISO and Ours learn from runs: each finished job's measured speed on the slices it ran
+    /// on corrects the predictions for later jobs of its workload.
+    #[arg(long)]
+    learn_online: bool,
+    /// Also report this model family's jobs apart (e.g. bert): their average JCT, and by
+    /// thirds of their arrivals (does a cost fade as they are learned?).
+    #[arg(long)]
+    family: Option<String>,
     /// The MISO measurements (MPS matrices for profiling; MPS speeds)
     /// [default: ../shared/datasets/miso-a100, or $MISO_DATA]
     #[arg(long)]
@@ -370,6 +383,8 @@ fn run_seed(
         mps_level_pct: a.mps_level_pct,
         static_layout: s.static_layout.clone(),
         fidelity: fid.clone(),
+        objective: a.estimate.parse().map_err(anyhow::Error::msg)?,
+        learn_online: a.learn_online,
         ..scenario::Env::artifact(s.model, a.gpus, &s.data, &load)
     };
     let mut out = Vec::new();
@@ -391,9 +406,14 @@ fn run_seed(
             Err(e) => return Err(e.into()),
         }
     }
+    let families = jobs
+        .iter()
+        .map(|j| miso::perf::catalog()[j.workload].model)
+        .collect();
     Ok(Run {
         outcomes: out,
         failed,
+        families,
         jobs: jobs.len(),
         source,
         skipped,
@@ -405,6 +425,8 @@ struct Run {
     outcomes: Vec<(sim::Outcome, Option<String>)>,
     /// Policies under which some job could never run, with the reason.
     failed: Vec<(String, String)>,
+    /// Each job's model family, in trace order.
+    families: Vec<&'static str>,
     jobs: usize,
     source: String,
     skipped: trace::Skipped,
@@ -450,6 +472,7 @@ pub fn run(a: SimulateArgs) -> Result<()> {
     let Run {
         outcomes,
         failed,
+        families,
         jobs: njobs,
         source,
         skipped,
@@ -467,6 +490,9 @@ pub fn run(a: SimulateArgs) -> Result<()> {
         let mut m = serde_json::to_value(&o.metrics)?;
         if let (Some(d), Some(obj)) = (detail, m.as_object_mut()) {
             obj.insert("detail".into(), json!(d));
+        }
+        if let (Some(f), Some(obj)) = (&a.family, m.as_object_mut()) {
+            obj.insert("family".into(), json!(family_jct(o, &families, f)));
         }
         results.insert(o.policy.clone(), m);
     }
@@ -493,6 +519,20 @@ pub fn run(a: SimulateArgs) -> Result<()> {
     }
     println!("{title} (seed {})", a.seed);
     print_table(&outcomes);
+    if let Some(f) = &a.family {
+        println!("jobs of family {f}: average JCT (s), all and by thirds of their arrivals");
+        for (o, _) in &outcomes {
+            let fj = family_jct(o, &families, f);
+            let thirds: Vec<String> = fj.thirds.iter().map(|v| format!("{v:.0}")).collect();
+            println!(
+                "  {:<11} {:>4} jobs {:>9.0}   thirds {}",
+                o.policy,
+                fj.jobs,
+                fj.avg_jct_s,
+                thirds.join(" / ")
+            );
+        }
+    }
     for (p, e) in &failed {
         println!("{p}: not run to the end: {e}");
     }
@@ -518,6 +558,7 @@ fn params(a: &SimulateArgs, skipped: &trace::Skipped) -> serde_json::Value {
         "mps_placement": if a.mps_placement == MpsPlacementArg::FirstFit { "first-fit" } else { "least-loaded" },
         "mps_max_jobs": a.mps_max_jobs, "mps_level_pct": a.mps_level_pct,
         "time_scale": a.time_scale, "skipped_rows": skipped,
+        "estimate": a.estimate, "learn_online": a.learn_online,
     })
 }
 
@@ -821,4 +862,33 @@ fn ablation(a: &SimulateArgs, s: &Setup) -> Result<()> {
         seeds
     );
     Ok(())
+}
+
+/// JCT of one family's jobs under a policy.
+#[derive(serde::Serialize)]
+struct FamilyJct {
+    jobs: usize,
+    avg_jct_s: f64,
+    /// Average JCT of the first, middle and last third of the family's jobs (trace order).
+    thirds: Vec<f64>,
+}
+
+fn family_jct(o: &sim::Outcome, families: &[&str], family: &str) -> FamilyJct {
+    let js: Vec<f64> = o
+        .jct_s
+        .iter()
+        .zip(families)
+        .filter(|(_, f)| **f == family)
+        .map(|(j, _)| *j)
+        .collect();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let n = js.len();
+    let thirds = (0..3)
+        .map(|t| mean(&js[t * n / 3..(t + 1) * n / 3]))
+        .collect();
+    FamilyJct {
+        jobs: n,
+        avg_jct_s: mean(&js),
+        thirds,
+    }
 }

@@ -131,8 +131,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
             .unwrap_or_else(|| "model".into());
     }
     if a.lofo {
-        let rows = lofo(&ds, &cfg)?;
-        return print_lofo(cfg.arch.name(), None, &rows, a.json);
+        let r = lofo(&ds, &cfg, predictor::uncertainty::LEVEL)?;
+        return print_lofo(cfg.arch.name(), None, &r, a.json);
     }
     let split = match &a.holdout_family {
         Some(f) => ds.family_split(f)?,
@@ -161,43 +161,50 @@ pub fn run(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// Leave-one-family-out: train `cfg` once per model family of `ds` with that family held out,
-/// and score the held-out family. (family, its metrics) in family order.
+/// Leave-one-family-out: train `cfg` once per model family of `ds` with that family held out;
+/// score the held-out family, measure interval coverage (nested) and decision regret per
+/// objective, and calibrate intervals at `level` on all families.
 pub fn lofo(
     ds: &predictor::Dataset,
     cfg: &predictor::TrainConfig,
-) -> Result<Vec<(String, predictor::Metrics)>> {
-    let mut rows = Vec::new();
-    for fam in ds.families() {
-        let split = ds.family_split(&fam)?;
-        let bar = progress(
+    level: f64,
+) -> Result<predictor::uncertainty::LofoReport> {
+    use predictor::uncertainty;
+    let q = uncertainty::BAND_QUANTILE;
+    let folds = uncertainty::lofo(ds, cfg, q, &|fam| {
+        progress(
             cfg.epochs() as u64,
             &format!("{} without {fam}", cfg.arch.name()),
             "epochs",
-        );
-        let p = predictor::train(ds, &split, cfg, &bar)?;
-        bar.finish_and_clear();
-        rows.push((fam, p.meta.metrics));
-    }
-    Ok(rows)
+        )
+    })?;
+    Ok(uncertainty::report(ds, folds, level, q))
 }
 
-/// The per-family LOFO table (or JSON): MAE on the 7g/4g/3g rows, the 7g row, MAPE, and the
-/// mean over families.
+/// The per-family LOFO table (or JSON): MAE on the 7g/4g/3g rows, the 7g row, MAPE, interval
+/// coverage, and decision regret per objective; the mean over families.
 pub fn print_lofo(
     arch: &str,
     model: Option<&str>,
-    rows: &[(String, predictor::Metrics)],
+    r: &predictor::uncertainty::LofoReport,
     json_out: bool,
 ) -> Result<()> {
     if json_out {
-        let v: Vec<_> = rows
-            .iter()
-            .map(|(f, m)| json!({"family": f, "metrics": m}))
-            .collect();
-        return print_json(&json!({"arch": arch, "model": model, "lofo": v}));
+        return print_json(
+            &json!({"arch": arch, "model": model, "lofo": r.folds, "intervals": r.intervals}),
+        );
     }
     let row7 = |m: &predictor::Metrics| m.mae_by_kind.get("7g").copied().unwrap_or(f64::NAN);
+    let cov = |f: &predictor::uncertainty::FoldReport| {
+        f.coverage.get("rows").copied().unwrap_or(f64::NAN)
+    };
+    let regret = |f: &predictor::uncertainty::FoldReport, o: &str| {
+        f.decisions
+            .get(o)
+            .map(|d| d.mean_regret)
+            .unwrap_or(f64::NAN)
+    };
+    let level = r.intervals.level * 100.0;
     println!(
         "leave-one-family-out, {arch}{}: each family scored by a model trained without it",
         model
@@ -205,28 +212,66 @@ pub fn print_lofo(
             .unwrap_or_default()
     );
     println!(
-        "  {:<12} {:>6} {:>8} {:>8} {:>8}",
-        "family", "jobs", "MAE", "7g row", "MAPE"
+        "  {:<12} {:>6} {:>8} {:>8} {:>8} {:>9} | {:>9} {:>9} {:>9}",
+        "family",
+        "jobs",
+        "MAE",
+        "7g row",
+        "MAPE",
+        format!("cov {level:.0}%"),
+        "regret pt",
+        "expected",
+        "worst"
     );
-    for (f, m) in rows {
+    for f in &r.folds {
+        let m = &f.metrics;
         println!(
-            "  {:<12} {:>6} {:>8.4} {:>8.4} {:>7.2}%",
-            f,
+            "  {:<12} {:>6} {:>8.4} {:>8.4} {:>7.2}% {:>8.1}% | {:>9.4} {:>9.4} {:>9.4}",
+            f.family,
             m.jobs,
             m.mae,
             row7(m),
-            m.mape_pct
+            m.mape_pct,
+            100.0 * cov(f),
+            regret(f, "point"),
+            regret(f, "expected"),
+            regret(f, "worst")
         );
     }
-    let n = rows.len().max(1) as f64;
+    let n = r.folds.len().max(1) as f64;
+    let mean = |g: &dyn Fn(&predictor::uncertainty::FoldReport) -> f64| {
+        r.folds.iter().map(g).sum::<f64>() / n
+    };
     println!(
-        "  {:<12} {:>6} {:>8.4} {:>8.4} {:>7.2}%",
+        "  {:<12} {:>6} {:>8.4} {:>8.4} {:>7.2}% {:>8.1}% | {:>9.4} {:>9.4} {:>9.4}",
         "mean",
         "",
-        rows.iter().map(|r| r.1.mae).sum::<f64>() / n,
-        rows.iter().map(|r| row7(&r.1)).sum::<f64>() / n,
-        rows.iter().map(|r| r.1.mape_pct).sum::<f64>() / n
+        mean(&|f| f.metrics.mae),
+        mean(&|f| row7(&f.metrics)),
+        mean(&|f| f.metrics.mape_pct),
+        100.0 * mean(&cov),
+        mean(&|f| regret(f, "point")),
+        mean(&|f| regret(f, "expected")),
+        mean(&|f| regret(f, "worst"))
     );
-    println!("MAE of the normalised latency on held-out jobs; lower is better.");
+    let margins: Vec<String> = r
+        .intervals
+        .margin
+        .iter()
+        .map(|(k, v)| format!("{k} ±{v:.3}"))
+        .collect();
+    println!(
+        "MAE of the normalised latency on held-out jobs (lower is better). cov: share of the \
+         family's 7g/4g/3g values inside the {level:.0}% interval calibrated without the family \
+         (all families: {:.1}%). regret: mean slowdown lost by the layout chosen from the point \
+         prediction, the expected slowdown, or the interval's worst case, vs. true speeds.",
+        100.0
+            * r.intervals
+                .lofo_coverage
+                .get("rows")
+                .copied()
+                .unwrap_or(f64::NAN)
+    );
+    println!("calibrated margins around the band: {}", margins.join("  "));
     Ok(())
 }

@@ -12,7 +12,7 @@
 use crate::gpu::{Instance, Layout};
 use crate::optimizer::{self, OptJob, Options, Placement};
 use crate::perf::{self, JobPerf, KINDS, KIND_SLICES};
-use crate::predictor::Predictor;
+use crate::predictor::{observe, Estimate, Predictor};
 
 use super::baselines::whole_instance;
 use super::{Cluster, MpsSource, MpsSpeeds, Overheads, Policy};
@@ -71,6 +71,16 @@ pub struct Miso {
     bubbles: std::collections::BTreeSet<usize>,
     /// Predicted speeds per measured mix (sorted workloads), in that order.
     predictions: std::collections::HashMap<Vec<usize>, Vec<Option<JobPerf>>>,
+    /// What the optimizer is given as predicted speeds (point, expected, interval's worst).
+    pub objective: Estimate,
+    /// Learn from runs: each finished job's measured speed on every profile kind it ran on
+    /// corrects the predictions of later jobs of its workload ([`observe::fill`]).
+    pub learn_online: bool,
+    /// Per workload, the latency (relative to its 7g latency) observed on each kind.
+    observed: std::collections::HashMap<usize, [Option<f64>; KINDS]>,
+    /// Per job, the kinds it has run on; jobs with a run not yet harvested.
+    ran_on: Vec<[bool; KINDS]>,
+    unharvested: Vec<usize>,
 }
 
 /// Ours asks the optimizer about this many least-loaded GPUs per placement (scale).
@@ -130,6 +140,71 @@ impl Miso {
             predictions: std::collections::HashMap::new(),
             finished_on: Vec::new(),
             bubbles: Default::default(),
+            objective: Estimate::Point,
+            learn_online: false,
+            observed: Default::default(),
+            ran_on: Vec::new(),
+            unharvested: Vec::new(),
+        }
+    }
+
+    /// Learning from runs: job `j` runs on `inst`.
+    fn note_run(&mut self, c: &Cluster, j: usize, inst: Instance) {
+        if !self.learn_online {
+            return;
+        }
+        let Some(k) = perf::kind_index(c.model.profiles[inst.profile as usize].compute_slices)
+        else {
+            return;
+        };
+        if self.ran_on.len() <= j {
+            self.ran_on.resize(j + 1, [false; KINDS]);
+        }
+        if !self.ran_on[j].iter().any(|r| *r) {
+            self.unharvested.push(j);
+        }
+        self.ran_on[j][k] = true;
+    }
+
+    /// Learning from runs: finished jobs report their measured speed on each kind they ran on
+    /// (as the agent hears iteration times), kept per workload.
+    fn harvest(&mut self, c: &Cluster) {
+        let mut keep = Vec::new();
+        for j in std::mem::take(&mut self.unharvested) {
+            if c.jobs[j].finish_s.is_none() {
+                keep.push(j);
+                continue;
+            }
+            let truth = c.true_perf(j);
+            let seen = self
+                .observed
+                .entry(c.jobs[j].workload)
+                .or_insert([None; KINDS]);
+            for k in 0..KINDS {
+                if let (true, Some(v)) = (self.ran_on[j][k], truth.speed[k]) {
+                    if v > 0.0 {
+                        seen[k] = Some(1.0 / v);
+                    }
+                }
+            }
+        }
+        self.unharvested = keep;
+    }
+
+    /// A predicted speed vector corrected by what runs of workload `w` showed.
+    fn corrected(&self, w: usize, p: JobPerf) -> JobPerf {
+        let Some(obs) = self.observed.get(&w) else {
+            return p;
+        };
+        let prior: [Option<f64>; KINDS] =
+            std::array::from_fn(|k| p.speed[k].filter(|v| *v > 0.0).map(|v| 1.0 / v));
+        let t = observe::fill(&prior, obs);
+        let Some(t7) = t[KINDS - 1] else {
+            return p;
+        };
+        JobPerf {
+            speed: std::array::from_fn(|k| t[k].filter(|v| *v > 0.0).map(|v| t7 / v)),
+            memory_mb: p.memory_mb,
         }
     }
 
@@ -214,7 +289,7 @@ impl Miso {
                     Some(t) => t.clone(),
                     None => {
                         let (m, slot_of) = self.mps.matrix(&ws);
-                        let t = predictor.predict(&m);
+                        let t = predictor.predict_for(&m, self.objective);
                         let sorted: Vec<Option<JobPerf>> = slot_of
                             .iter()
                             .map(|&s| t.get(s).cloned().flatten())
@@ -233,6 +308,7 @@ impl Miso {
                     }
                     let mut p = pos
                         .and_then(|i| table.get(i).cloned().flatten())
+                        .map(|p| self.corrected(w, p))
                         .unwrap_or_else(|| truth.clone());
                     // Feasibility is known (memory need), speeds are predicted.
                     for k in 0..KINDS {
@@ -359,6 +435,7 @@ impl Miso {
                 let share = c.share_of(inst.profile as usize);
                 c.jobs[j].instance = Some(inst);
                 c.set_run(j, now, speed, share, now);
+                self.note_run(c, j, inst);
                 return true;
             }
         }
@@ -600,6 +677,7 @@ impl Miso {
             let share = c.share_of(inst.profile as usize);
             c.jobs[j].instance = Some(inst);
             c.set_run(j, now, speed, share, stall);
+            self.note_run(c, j, inst);
         }
     }
 
@@ -664,6 +742,7 @@ impl Miso {
             }
             c.jobs[j].instance = Some(inst);
             c.set_run(j, now, speed, share, until);
+            self.note_run(c, j, inst);
         }
     }
 
@@ -860,7 +939,10 @@ impl Policy for Miso {
         }
     }
 
-    fn on_finish(&mut self, _c: &mut Cluster, gpu: usize, _now: f64) {
+    fn on_finish(&mut self, c: &mut Cluster, gpu: usize, _now: f64) {
+        if self.learn_online {
+            self.harvest(c);
+        }
         self.finished_on.push(gpu);
         self.bubbles.insert(gpu);
     }

@@ -381,7 +381,7 @@ pub struct SlotRecord {
 }
 
 pub const SAMPLE_FORMAT: &str = "miso-mps-sample/1";
-const KIND_NAMES: [&str; KINDS] = ["1g", "2g", "3g", "4g", "7g"];
+pub(crate) const KIND_NAMES: [&str; KINDS] = ["1g", "2g", "3g", "4g", "7g"];
 
 impl Dataset {
     /// Write every sample in the project's sample format (one JSON object per line).
@@ -442,7 +442,7 @@ pub fn samples_from_text(text: &str, source: &str) -> Result<Dataset, PredictorE
 
 /// One record as training reads it (`at` names it in errors): its format, 1-7 slots, positive
 /// latencies, known profile kinds; labels it introduces are added to `labels`.
-fn record_sample(
+pub(crate) fn record_sample(
     r: &SampleRecord,
     labels: &mut Vec<Label>,
     at: &str,

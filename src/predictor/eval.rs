@@ -8,13 +8,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::gpu::{self, Layout};
 use crate::optimizer::{optimize, OptJob, Options};
-use crate::perf::{KINDS, SLOTS};
+use crate::perf::{JobPerf, KINDS, SLOTS};
 
 use super::{data::Split, target_to_perf, Dataset, Predictor, Target};
 
-const KIND_NAMES: [&str; KINDS] = ["1g", "2g", "3g", "4g", "7g"];
+pub(crate) const KIND_NAMES: [&str; KINDS] = ["1g", "2g", "3g", "4g", "7g"];
 /// The kinds of `mig_targets.npy` (7g, 4g, 3g), as indexes into a [`Target`].
-const ROWS: [usize; 3] = [4, 3, 2];
+pub(crate) const ROWS: [usize; 3] = [4, 3, 2];
 
 /// How good a model is on one split.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -50,11 +50,18 @@ pub struct DecisionQuality {
 
 /// Renormalise a prediction like the targets: divide by the largest of its 7g/4g/3g values.
 pub fn renormalise(t: &Target) -> Target {
+    let m = divisor(t);
+    t.map(|v| v.map(|x| x / m))
+}
+
+/// What [`renormalise`] divides by: the largest 7g/4g/3g value (1 when there is none).
+pub(crate) fn divisor(t: &Target) -> f64 {
     let m = ROWS.iter().filter_map(|&k| t[k]).fold(0.0f64, f64::max);
     if m <= 0.0 {
-        return *t;
+        1.0
+    } else {
+        m
     }
-    t.map(|v| v.map(|x| x / m))
 }
 
 /// Score `p` on the validation part of `split`.
@@ -105,13 +112,21 @@ pub fn evaluate(p: &Predictor, ds: &Dataset, split: &Split) -> Metrics {
         mae_by_kind: by(&ae, 1.0),
         mape_pct_by_kind: by(&ape, 100.0),
         mape_pct: 100.0 * rows(&ape),
-        decision: Some(decision_quality(ds, split, &preds)),
+        decision: Some(decision_quality(ds, split, &|vi, slot| {
+            target_to_perf(&renormalise(&preds[vi][slot]))
+        })),
     }
 }
 
 /// For the first sample of each held-out mix: optimise an A100 with true and with predicted
 /// speeds (feasibility from the truth: a site knows what fits), compare.
-fn decision_quality(ds: &Dataset, split: &Split, preds: &[[Target; SLOTS]]) -> DecisionQuality {
+/// `speeds(vi, slot)`: the speeds the decision is made with for the job in `slot` of the
+/// `vi`-th validation sample.
+pub fn decision_quality(
+    ds: &Dataset,
+    split: &Split,
+    speeds: &dyn Fn(usize, usize) -> Option<JobPerf>,
+) -> DecisionQuality {
     let g = match gpu::gpu("a100-40gb") {
         Ok(g) => g,
         Err(_) => return DecisionQuality::default(),
@@ -131,10 +146,8 @@ fn decision_quality(ds: &Dataset, split: &Split, preds: &[[Target; SLOTS]]) -> D
             if !s.mps.real[slot] {
                 continue;
             }
-            let (Some(t), Some(mut p)) = (
-                target_to_perf(&s.targets[slot]),
-                target_to_perf(&renormalise(&preds[vi][slot])),
-            ) else {
+            let (Some(t), Some(mut p)) = (target_to_perf(&s.targets[slot]), speeds(vi, slot))
+            else {
                 continue;
             };
             for k in 0..KINDS {

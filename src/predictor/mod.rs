@@ -10,7 +10,9 @@ pub mod classic;
 pub mod data;
 mod eval;
 pub mod nets;
+pub mod observe;
 mod train;
+pub mod uncertainty;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,6 +24,7 @@ use crate::perf::{JobPerf, MpsMatrix, FEATURE_VERSION, JOB_FEATURES, KINDS, SLOT
 pub use data::{Dataset, Label, Split, Target};
 pub use eval::{evaluate, renormalise, DecisionQuality, Metrics};
 pub use train::{train, TrainConfig};
+pub use uncertainty::{Band, Estimate, Intervals};
 
 /// Model file format version.
 pub const MODEL_FORMAT: &str = "miso-model/1";
@@ -133,6 +136,9 @@ pub struct ModelMeta {
     pub scaler: Option<Scaler>,
     #[serde(default)]
     pub linear: Option<classic::LinearModel>,
+    /// Calibrated prediction intervals (`miso evaluate --lofo --calibrate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intervals: Option<Intervals>,
 }
 
 fn one() -> usize {
@@ -177,28 +183,7 @@ pub fn target_to_perf(t: &Target) -> Option<JobPerf> {
 /// probabilities `p` (the weighted median of the classes' values); a kind is feasible when
 /// classes holding at least half of the probability fit it.
 pub fn bayes_decode(p: &[f32], classes: &[Label]) -> Target {
-    let mut out = [None; KINDS];
-    for (k, o) in out.iter_mut().enumerate() {
-        let mut vals: Vec<(f64, f64)> = classes
-            .iter()
-            .zip(p)
-            .filter_map(|(c, &w)| c.target[k].map(|v| (v, w as f64)))
-            .collect();
-        let mass: f64 = vals.iter().map(|x| x.1).sum();
-        if mass < 0.5 || vals.is_empty() {
-            continue;
-        }
-        vals.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
-        let mut acc = 0.0;
-        for (v, w) in &vals {
-            acc += w;
-            if acc >= mass / 2.0 {
-                *o = Some(*v);
-                break;
-            }
-        }
-    }
-    out
+    uncertainty::mixture_quantile(p, classes, 0.5)
 }
 
 fn features_f64(ms: &[MpsMatrix]) -> Vec<f64> {
@@ -260,29 +245,7 @@ impl Predictor {
                     .collect()
             }
             Inner::Mlp(m) => {
-                let x = features_f64(ms);
-                let scaler = self.meta.scaler.as_ref();
-                let xs = match scaler {
-                    Some(s) => s.apply(&x),
-                    None => x.iter().map(|v| *v as f32).collect(),
-                };
-                let mut probs = nets::mlp_probs(&m[0], &xs, JOB_FEATURES);
-                for other in &m[1..] {
-                    for (acc, p) in probs
-                        .iter_mut()
-                        .zip(nets::mlp_probs(other, &xs, JOB_FEATURES))
-                    {
-                        for (a, b) in acc.iter_mut().zip(p) {
-                            *a += b;
-                        }
-                    }
-                }
-                let k = m.len() as f32;
-                for row in probs.iter_mut() {
-                    for v in row.iter_mut() {
-                        *v /= k;
-                    }
-                }
+                let probs = self.ensemble_probs(m, ms);
                 per_slot(ms.len(), |i| bayes_decode(&probs[i], &self.meta.classes))
             }
             Inner::Linear(l) => {
@@ -309,6 +272,111 @@ impl Predictor {
                 })
             }
         }
+    }
+
+    /// Class probabilities of every slot of `ms`, averaged over the ensemble's networks.
+    fn ensemble_probs(&self, m: &[nets::Mlp], ms: &[MpsMatrix]) -> Vec<Vec<f32>> {
+        let x = features_f64(ms);
+        let xs = match self.meta.scaler.as_ref() {
+            Some(s) => s.apply(&x),
+            None => x.iter().map(|v| *v as f32).collect(),
+        };
+        let Some(first) = m.first() else {
+            return Vec::new();
+        };
+        let mut probs = nets::mlp_probs(first, &xs, JOB_FEATURES);
+        for other in &m[1..] {
+            for (acc, p) in probs
+                .iter_mut()
+                .zip(nets::mlp_probs(other, &xs, JOB_FEATURES))
+            {
+                for (a, b) in acc.iter_mut().zip(p) {
+                    *a += b;
+                }
+            }
+        }
+        let k = m.len() as f32;
+        for row in probs.iter_mut() {
+            for v in row.iter_mut() {
+                *v /= k;
+            }
+        }
+        probs
+    }
+
+    /// Point prediction and raw band of every slot (see [`Band`]): a classifier's band is the
+    /// `q` and `1 - q` quantiles of its workload mixture and its expected slowdown the
+    /// mixture's mean; a regression's band is its point. Renormalised like the targets (the
+    /// band by the point's divisor). Filler slots get the dummy's target.
+    pub fn predict_bands(&self, ms: &[MpsMatrix], q: f64) -> Vec<[Band; SLOTS]> {
+        let points = self.predict_targets(ms);
+        let probs = match &self.inner {
+            Inner::Mlp(m) => Some(self.ensemble_probs(m, ms)),
+            _ => None,
+        };
+        points
+            .iter()
+            .enumerate()
+            .map(|(i, pt)| {
+                std::array::from_fn(|s| {
+                    let raw = pt[s];
+                    let d = eval::divisor(&raw);
+                    let scale = |t: Target| t.map(|v| v.map(|x| x / d));
+                    let point = scale(raw);
+                    match (&probs, ms[i].real[s]) {
+                        (Some(p), true) => {
+                            let p = &p[i * SLOTS + s];
+                            let classes = &self.meta.classes;
+                            Band {
+                                point,
+                                lo: scale(uncertainty::mixture_quantile(p, classes, q)),
+                                hi: scale(uncertainty::mixture_quantile(p, classes, 1.0 - q)),
+                                slowdown: uncertainty::mixture_slowdown(p, classes),
+                            }
+                        }
+                        _ => Band::at(point),
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// Calibrated intervals of every slot at the model's level (`None`: the model has none;
+    /// `miso evaluate --lofo --calibrate` makes them): `(lo, hi)` per kind.
+    pub fn predict_intervals(&self, ms: &[MpsMatrix]) -> Option<Vec<[(Target, Target); SLOTS]>> {
+        let iv = self.meta.intervals.as_ref()?;
+        let bands = self.predict_bands(ms, iv.band_quantile);
+        Some(
+            bands
+                .iter()
+                .map(|b| std::array::from_fn(|s| iv.apply(&b[s])))
+                .collect(),
+        )
+    }
+
+    /// Predicted speeds of the real jobs of one mix for the optimizer's `objective`: the point
+    /// prediction, the expected slowdown under the model's predictive distribution, or the
+    /// worst case of its calibrated interval (point when the model has none).
+    pub fn predict_for(&self, m: &MpsMatrix, objective: Estimate) -> SpeedTable {
+        if objective == Estimate::Point {
+            return self.predict(m);
+        }
+        let q = self
+            .meta
+            .intervals
+            .as_ref()
+            .map(|iv| iv.band_quantile)
+            .unwrap_or(uncertainty::BAND_QUANTILE);
+        let bands = self.predict_bands(std::slice::from_ref(m), q);
+        let mut out: SpeedTable = Default::default();
+        if let Some(b) = bands.first() {
+            for s in 0..SLOTS {
+                if m.real[s] {
+                    out[s] = uncertainty::speeds(&b[s], objective, self.meta.intervals.as_ref());
+                }
+            }
+        }
+        out
     }
 
     /// Predicted speeds of the real jobs of one mix (the library API the policies use).
@@ -350,10 +418,16 @@ impl Predictor {
                     .map_err(|e| PredictorError::Model(format!("cannot write tree.json: {e}")))?;
             }
         }
+        self.save_meta(dir)
+    }
+
+    /// Rewrite only `dir/model.json` (the weights stay): e.g. after calibrating intervals.
+    pub fn save_meta(&self, dir: &Path) -> Result<(), PredictorError> {
         let j = serde_json::to_string_pretty(&self.meta)
             .map_err(|e| PredictorError::Model(e.to_string()))?;
-        std::fs::write(dir.join("model.json"), j + "\n")
-            .map_err(|e| PredictorError::Model(format!("cannot write model.json: {e}")))
+        let path = dir.join("model.json");
+        std::fs::write(&path, j + "\n")
+            .map_err(|e| PredictorError::Model(format!("cannot write {}: {e}", path.display())))
     }
 
     /// Load a model directory; refuses another feature version or format.

@@ -117,6 +117,7 @@ pub fn train(
         classes: Vec::new(),
         scaler: None,
         linear: None,
+        intervals: None,
     };
     let net = nets::NetTrain {
         epochs,

@@ -8,7 +8,7 @@ use crate::policy::{
     Miso, MisoMode, MpsOnly, MpsPlacement, MpsSource, MpsSpeeds, NoPart, Overheads, Policy, Speeds,
     Static, StaticBest,
 };
-use crate::predictor::{Dataset, Predictor};
+use crate::predictor::{Dataset, Estimate, Predictor};
 
 use super::{run, EngineOptions, Outcome, SimError, TraceJob};
 
@@ -70,6 +70,10 @@ pub struct Env<'a> {
     /// The static baseline's fixed layout (the artifact: 3g+2g+2g).
     pub static_layout: Option<Layout>,
     pub fidelity: Fidelity,
+    /// What MISO and Ours give the optimizer as predicted speeds.
+    pub objective: Estimate,
+    /// MISO and Ours learn from runs (finished jobs' measured speeds per workload).
+    pub learn_online: bool,
 }
 
 impl<'a> Env<'a> {
@@ -92,6 +96,8 @@ impl<'a> Env<'a> {
             mps_level_pct: 33.0,
             static_layout: None,
             fidelity: Fidelity::default(),
+            objective: Estimate::Point,
+            learn_online: false,
         }
     }
 }
@@ -157,6 +163,8 @@ fn miso(env: &Env, label: &str, speeds: Speeds, ours: bool) -> Miso {
     );
     m.restart_all = !ours && f.restart_all;
     m.stall_profiling = f.stall_profiling;
+    m.objective = env.objective;
+    m.learn_online = env.learn_online;
     m
 }
 
