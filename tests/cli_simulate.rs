@@ -370,3 +370,36 @@ fn malformed_traces_name_file_line_and_column() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown policy `fifo`"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn learning_online_and_robust_estimates_are_deterministic_and_report_a_family() {
+    let args = [
+        "simulate",
+        "--policy",
+        "miso,ours",
+        "--json",
+        "--family",
+        "transformer",
+        "--learn-online",
+        "--estimate",
+        "expected",
+        "--gpus",
+        "4",
+    ];
+    let a = ok(&args);
+    assert_eq!(a, ok(&args), "same seed, same bytes");
+    let v: serde_json::Value = serde_json::from_slice(&a).unwrap();
+    let f = &v["policies"]["miso"]["family"];
+    assert_eq!(f["jobs"], 26, "the MISO trace's transformer jobs");
+    assert_eq!(f["thirds"].as_array().unwrap().len(), 3);
+    assert_eq!(v["scenario"]["parameters"]["learn_online"], true);
+    assert_eq!(v["scenario"]["parameters"]["estimate"], "expected");
+    let plain = policies(&["simulate", "--policy", "miso", "--json", "--gpus", "4"]);
+    assert_ne!(
+        plain["miso"]["avg_jct_s"], v["policies"]["miso"]["avg_jct_s"],
+        "the expected-slowdown estimate and learning change decisions"
+    );
+    let o = miso(&["simulate", "--estimate", "best"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--estimate"));
+}

@@ -42,6 +42,10 @@ pub struct EvaluateArgs {
     /// retrain with those observations, and score the other half before and after.
     #[arg(long, value_name = "FAMILY", conflicts_with_all = ["features", "targets", "lofo"])]
     learn_from_runs: Option<String>,
+    /// With --learn-from-runs FAMILY: also write the observations (miso-observation/1 lines)
+    /// to this file, for `miso train --observations`.
+    #[arg(long, requires = "learn_from_runs")]
+    observations_out: Option<std::path::PathBuf>,
     /// With --lofo: write the calibrated intervals into the model's model.json (a model
     /// directory; the built-in model is read-only: pass --model models/default).
     #[arg(long, requires = "lofo")]
@@ -73,6 +77,15 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
                 super::progress(cfg.epochs() as u64, &format!("{f}: {what}"), "epochs")
             })?;
             reports.push(r);
+        }
+        if let Some(path) = &a.observations_out {
+            let mut text = String::new();
+            for o in reports.iter().flat_map(|r| &r.observed) {
+                text.push_str(&serde_json::to_string(o)?);
+                text.push('\n');
+            }
+            std::fs::write(path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
         }
         return print_learn(&p.meta.name, &reports, a.json);
     }

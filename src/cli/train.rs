@@ -15,6 +15,7 @@ use super::{data_dir, positive, print_json, progress, range};
   miso train --arch unet --epochs 40 --out models/unet
   miso train --lofo --json                           # error on each family never seen
   miso train --data samples.jsonl --out models/site  # a site's own miso-mps-sample/1 lines
+  miso train --observations runs.jsonl --out models/learned   # + what jobs showed on their slices
 
 Metrics: MAE of the normalised latency on the 7g/4g/3g rows of held-out mixes (lower is better);
 decision regret compares the layout chosen with predicted speeds to the one with true speeds.")]
@@ -53,6 +54,15 @@ pub struct TrainArgs {
     /// Learning rate (Adam).
     #[arg(long, default_value_t = 1e-3, value_parser = positive)]
     lr: f64,
+    /// Also learn from runs: miso-observation/1 lines (a job's measured iteration time on the
+    /// profile it ran on, with the MPS sample its speeds were predicted from). Their samples
+    /// join the training data, labelled by the observations scaled onto --prior's prediction.
+    #[arg(long)]
+    observations: Option<std::path::PathBuf>,
+    /// The model whose predictions fill what the observations do not say [default: the
+    /// built-in model].
+    #[arg(long, requires = "observations")]
+    prior: Option<std::path::PathBuf>,
     /// Where to save the model (a directory; created).
     #[arg(long)]
     out: Option<std::path::PathBuf>,
@@ -115,7 +125,21 @@ pub fn print_metrics(title: &str, m: &predictor::Metrics) {
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
-    let ds = predictor::data::load(&data_dir(&a.data)?)?;
+    let mut ds = predictor::data::load(&data_dir(&a.data)?)?;
+    let mut added = Vec::new();
+    if let Some(path) = &a.observations {
+        let obs = predictor::observe::load_observations(path)?;
+        let prior = super::load_model(&a.prior)?;
+        let (idx, learned) = predictor::observe::merge(&mut ds, &obs, &prior)?;
+        eprintln!(
+            "learning from {} observations of {} workloads ({} samples) in {}",
+            obs.len(),
+            learned.len(),
+            idx.len(),
+            path.display()
+        );
+        added = idx;
+    }
     let mut cfg = predictor::TrainConfig::new(a.arch.into());
     cfg.epochs = a.epochs;
     cfg.seed = a.seed;
@@ -134,10 +158,17 @@ pub fn run(a: TrainArgs) -> Result<()> {
         let r = lofo(&ds, &cfg, predictor::uncertainty::LEVEL)?;
         return print_lofo(cfg.arch.name(), None, &r, a.json);
     }
-    let split = match &a.holdout_family {
+    let mut split = match &a.holdout_family {
         Some(f) => ds.family_split(f)?,
         None => ds.random_split(a.val_frac, a.seed),
     };
+    // Samples learned from runs always train (their labels are partly the prior's guess).
+    split.val.retain(|i| !added.contains(i));
+    for i in added {
+        if !split.train.contains(&i) {
+            split.train.push(i);
+        }
+    }
     let bar = progress(cfg.epochs() as u64, cfg.arch.name(), "epochs");
     let p = predictor::train(&ds, &split, &cfg, &bar)?;
     bar.finish_and_clear();

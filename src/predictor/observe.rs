@@ -247,6 +247,9 @@ pub struct LearnReport {
     pub test_mixes: usize,
     pub observations: usize,
     pub labels: Vec<LearnedLabel>,
+    /// The observations themselves (`miso evaluate --observations-out` writes them).
+    #[serde(skip)]
+    pub observed: Vec<Observation>,
     /// The model trained without the family, on the test mixes.
     pub before: Metrics,
     /// Retrained with the observations, on the test mixes.
@@ -301,6 +304,7 @@ pub fn learn_from_runs(
     let obs = observe(ds, &m0, &obs_idx, &fam_labels)?;
     let mut ds1 = ds.clone();
     let (added, labels) = merge(&mut ds1, &obs, &m0)?;
+    let obs_count = obs.len();
     let mut train1 = fam_split.train.clone();
     train1.extend(added);
     let m1 = run(
@@ -315,8 +319,9 @@ pub fn learn_from_runs(
         family: family.to_string(),
         observed_mixes: half,
         test_mixes: fam_mixes.len() - half,
-        observations: obs.len(),
+        observations: obs_count,
         labels,
+        observed: obs,
         before: m0.meta.metrics,
         after: m1.meta.metrics,
         in_distribution: m2.meta.metrics,
