@@ -654,7 +654,7 @@ fn job_script(dir: &std::path::Path) -> std::path::PathBuf {
              echo \"start $MISO_JOB $MISO_INSTANCE $CUDA_VISIBLE_DEVICES restart=$MISO_RESTART step=$step mps=${{CUDA_MPS_ACTIVE_THREAD_PERCENTAGE:-none}}\" >> $LOG\n\
              if [ -n \"$MISO_REPORT_PORT\" ]; then exec 3<>/dev/tcp/$MISO_REPORT_HOST/$MISO_REPORT_PORT; fi\n\
              while [ $step -lt $1 ]; do step=$((step+1)); \
-             if [ -n \"$MISO_REPORT_PORT\" ]; then echo \"$MISO_JOB 0.0$(( 100 / CUDA_MPS_ACTIVE_THREAD_PERCENTAGE + 1 ))\" >&3; fi; \
+             if [ -n \"$MISO_REPORT_PORT\" ]; then echo \"$MISO_JOB 0.0$(( 100 / ${{CUDA_MPS_ACTIVE_THREAD_PERCENTAGE:-50}} + 1 ))\" >&3; fi; \
              sleep 0.05; done\n",
             dir.join("jobs.log").display()
         ),
@@ -1189,8 +1189,19 @@ fn a_new_job_is_profiled_by_the_agent_under_mps_then_planned_and_run() {
     ] {
         assert!(m.contains(line), "{line}: {m}");
     }
+    // Running on their instances, the jobs report iterations: the agent sends what each
+    // showed there (learning from runs).
+    wait_for("an observation of each job on its instance", || {
+        let (_, st) = req(&s, "GET", "/v1/state", Some(TOKEN), None);
+        json(&st)["observations"] == 2
+    });
     a.kill().unwrap();
     a.wait().unwrap();
+    let alog = std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default();
+    assert!(
+        alog.contains(&format!("job x on {}: 0.0300 s per iteration", want["x"])),
+        "{alog}"
+    );
     // One sample, with the job ids, measured under MPS on the whole-GPU instance.
     let (_, st) = req(&s, "GET", "/v1/state", Some(TOKEN), None);
     assert_eq!(json(&st)["samples"], 1);
@@ -2012,5 +2023,118 @@ fn a_held_node_keeps_its_layout_until_released_and_bad_holds_change_nothing() {
     // Re-registering keeps the hold flag as it is (released here).
     let (_, nodes) = req(&s, "GET", "/v1/nodes", Some(TOKEN), None);
     assert!(json(&nodes)[0].get("hold").is_none(), "{nodes}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn observations_of_jobs_on_their_instances_teach_retraining() {
+    let dir = tmpdir("observe");
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let s = start_with(&dir, &["--models", models.to_str().unwrap()]);
+    for j in [
+        r#"{"id":"p1"}"#,
+        r#"{"id":"p2"}"#,
+        r#"{"id":"k","workload":"bert_train8"}"#,
+    ] {
+        let (c, b) = req(&s, "POST", "/v1/jobs", Some(TOKEN), Some(j));
+        assert_eq!(c, 201, "{j}: {b}");
+    }
+    // Twelve measured mixes; the first profiled p1 (a site's own workload) and p2.
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let ds = miso::predictor::data::load(&repo.join("../shared/datasets/miso-a100")).unwrap();
+    let recs = ds.to_records();
+    for (i, r) in recs.iter().step_by(5).take(12).enumerate() {
+        let mut v = serde_json::to_value(r).unwrap();
+        if i == 0 {
+            v["slots"][0]["label"] = serde_json::json!("sitejob_train1");
+            v["slots"][0].as_object_mut().unwrap().remove("mig");
+            let n = v["slots"].as_array().unwrap().len();
+            let mut jobs = vec![serde_json::Value::Null; n];
+            jobs[0] = serde_json::json!("p1");
+            jobs[1] = serde_json::json!("p2");
+            v["jobs"] = serde_json::Value::Array(jobs);
+        }
+        let (c, b) = req(&s, "POST", "/v1/samples", Some(TOKEN), Some(&v.to_string()));
+        assert_eq!(c, 201, "{b}");
+    }
+    // What p1 showed on two instance kinds.
+    let post = |id: &str, body: &str| {
+        req(
+            &s,
+            "POST",
+            &format!("/v1/jobs/{id}/observations"),
+            Some(TOKEN),
+            Some(body),
+        )
+    };
+    let (c, b) = post(
+        "p1",
+        r#"{"profile":"3g.20gb","iter_s":0.21,"iterations":50}"#,
+    );
+    assert_eq!(c, 201, "{b}");
+    let v = json(&b);
+    assert_eq!(v["label"], "sitejob_train1");
+    assert_eq!(v["kind"], "3g");
+    assert_eq!(post("p1", r#"{"profile":"7g","iter_s":0.1}"#).0, 201);
+    // Wrong input is refused, naming the field, and stores nothing.
+    for (id, body, code, want) in [
+        (
+            "p1",
+            r#"{"profile":"9g.99gb","iter_s":0.1}"#,
+            400,
+            "profile",
+        ),
+        (
+            "p1",
+            r#"{"profile":"../../etc","iter_s":0.1}"#,
+            400,
+            "profile",
+        ),
+        ("p1", r#"{"profile":"3g","iter_s":-1}"#, 400, "iter_s"),
+        ("p1", r#"{"profile":"3g","iter_s":"fast"}"#, 400, "iter_s"),
+        (
+            "p1",
+            r#"{"profile":"3g","iter_s":0.1,"speed":2}"#,
+            400,
+            "speed",
+        ),
+        ("p1", "[]", 400, ""),
+        ("nobody", r#"{"profile":"3g","iter_s":0.1}"#, 404, "nobody"),
+        (
+            "k",
+            r#"{"profile":"3g","iter_s":0.1}"#,
+            409,
+            "never profiled",
+        ),
+    ] {
+        let (c, b) = post(id, body);
+        assert!(c == code && b.contains(want), "{id} {body}: {c} {b}");
+    }
+    assert_eq!(
+        req(
+            &s,
+            "POST",
+            "/v1/jobs/p1/observations",
+            None,
+            Some(r#"{"profile":"3g","iter_s":0.1}"#)
+        )
+        .0,
+        401
+    );
+    let (_, st) = req(&s, "GET", "/v1/state", Some(TOKEN), None);
+    assert_eq!(json(&st)["observations"], 2, "{st}");
+    // Retraining learns the site's workload from them.
+    let (c, b) = req(
+        &s,
+        "POST",
+        "/v1/models/retrain",
+        Some(TOKEN),
+        Some(r#"{"name":"learned","arch":"linear"}"#),
+    );
+    assert_eq!(c, 201, "{b}");
+    let v = json(&b);
+    assert_eq!(v["observations"], 2, "{b}");
+    assert_eq!(v["samples"], 12, "{b}");
     std::fs::remove_dir_all(&dir).ok();
 }

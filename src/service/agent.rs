@@ -9,6 +9,7 @@
 //! the agent runs the mix there under an MPS daemon at each thread level, as `miso profile`
 //! does, and sends the sample with the job ids; the controller then plans the GPU.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -296,6 +297,69 @@ fn profile_on(
     Ok(())
 }
 
+/// Iterations a job must report on one instance before its mean is sent as an observation.
+pub const OBSERVE_MIN_ITERATIONS: u64 = 10;
+
+/// Iteration times heard from a job on one instance.
+#[derive(Default)]
+struct Heard {
+    sum: f64,
+    n: u64,
+    sent: bool,
+}
+
+/// Add what running jobs reported to their current instance's tally; send each (job,
+/// instance) once it has [`OBSERVE_MIN_ITERATIONS`] (`POST /v1/jobs/{id}/observations`); forget
+/// instances the job left.
+fn observe(
+    cfg: &AgentConfig,
+    runner: &Runner,
+    sink: &super::iterations::IterationSink,
+    heard: &mut BTreeMap<(String, String), Heard>,
+    log: &mut dyn FnMut(&str),
+) {
+    let got = sink.drain();
+    let running: Vec<(String, String)> = runner
+        .running()
+        .iter()
+        .map(|j| (j.id.clone(), j.instance.clone()))
+        .collect();
+    heard.retain(|k, _| running.contains(k));
+    for key in running {
+        if let Some((mean, n)) = got.get(&key.0) {
+            let h = heard.entry(key).or_default();
+            h.sum += mean * *n as f64;
+            h.n += n;
+        }
+    }
+    for ((id, instance), h) in heard.iter_mut() {
+        if h.sent || h.n < OBSERVE_MIN_ITERATIONS {
+            continue;
+        }
+        let profile = instance.split('@').next().unwrap_or(instance);
+        let body = json!({"profile": profile, "iter_s": h.sum / h.n as f64, "iterations": h.n});
+        match call_status(
+            cfg,
+            "POST",
+            &format!("/v1/jobs/{id}/observations"),
+            Some(&body),
+        ) {
+            Ok((code, _)) if (200..300).contains(&code) => {
+                h.sent = true;
+                log(&format!(
+                    "job {id} on {instance}: {:.4} s per iteration over {} iterations, sent",
+                    h.sum / h.n as f64,
+                    h.n
+                ));
+            }
+            // 409: never profiled (its speeds were given), 404: unknown: nothing to learn.
+            Ok((409 | 404, _)) => h.sent = true,
+            Ok((code, text)) => log(&format!("observation of {id}: HTTP {code}: {text}")),
+            Err(e) => log(&e),
+        }
+    }
+}
+
 /// Register, then reconcile forever (or once).
 pub fn run(
     cfg: &AgentConfig,
@@ -336,6 +400,12 @@ pub fn run(
     let model_of = |idx: u32| gpus.iter().find(|g| g.index == idx).and_then(|g| g.model);
     let mut runner = Runner::open(&cfg.state_dir)?;
     runner.grace = cfg.grace;
+    // Running jobs report iteration times here; enough of them on one instance become an
+    // observation at the controller (learning from runs).
+    let sink = super::iterations::IterationSink::start()
+        .map_err(|e| format!("cannot listen for iteration reports: {e}"))?;
+    runner.report_port = Some(sink.port());
+    let mut heard: BTreeMap<(String, String), Heard> = BTreeMap::new();
     // Jobs a previous agent started and that still run: the driver sees them by itself; the
     // simulated GPU is told.
     for j in runner.running().to_vec() {
@@ -413,6 +483,7 @@ pub fn run(
             }
             Err(e) => log(&e),
         }
+        observe(cfg, &runner, &sink, &mut heard, log);
         if cfg.once {
             return Ok(());
         }

@@ -9,6 +9,7 @@ pub mod agent;
 pub mod client;
 pub mod error;
 pub mod http;
+pub mod iterations;
 pub mod loadtest;
 pub mod plan;
 pub mod profile;

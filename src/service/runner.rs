@@ -4,7 +4,10 @@
 //! - `CUDA_VISIBLE_DEVICES`: the instance's MIG device UUID (from the backend);
 //! - `MISO_JOB`: the job id; `MISO_INSTANCE`: the instance (`3g.20gb@4`);
 //! - `MISO_CHECKPOINT_DIR`: a folder that survives restarts, for the job's checkpoints;
-//! - `MISO_RESTART`: how many times it was started before (0 on the first start).
+//! - `MISO_RESTART`: how many times it was started before (0 on the first start);
+//! - `MISO_REPORT_HOST`, `MISO_REPORT_PORT`: where it may report each iteration's seconds
+//!   (`<MISO_JOB> <seconds>\n`, the profiling line protocol); the agent turns them into
+//!   observations of the job on its instance (learning from runs).
 //!
 //! Checkpoint protocol: before its instance changes the job's process group gets SIGTERM; the
 //! job saves to `MISO_CHECKPOINT_DIR` and exits. After the grace period it gets SIGKILL. Started
@@ -73,6 +76,8 @@ pub struct Runner {
     pub grace: Duration,
     /// Losses after which a job is not restarted again.
     pub max_losses: u32,
+    /// Where jobs report their iteration times (`MISO_REPORT_HOST`/`MISO_REPORT_PORT`).
+    pub report_port: Option<u16>,
 }
 
 /// Send signal `s` to process group `pgid` (a job's `sh -c` and everything it started).
@@ -137,6 +142,7 @@ impl Runner {
             s,
             children: BTreeMap::new(),
             grace: Duration::from_secs(30),
+            report_port: None,
             max_losses: 3,
         })
     }
@@ -232,6 +238,10 @@ impl Runner {
         c.arg("-c").arg(command);
         // Its own process group: the checkpoint signal reaches everything the job started.
         std::os::unix::process::CommandExt::process_group(&mut c, 0);
+        if let Some(p) = self.report_port {
+            c.env("MISO_REPORT_HOST", "127.0.0.1")
+                .env("MISO_REPORT_PORT", p.to_string());
+        }
         c.envs(env)
             .env("CUDA_VISIBLE_DEVICES", device)
             .env("MISO_JOB", id)

@@ -154,7 +154,7 @@ CREATE TABLE IF NOT EXISTS models (name TEXT PRIMARY KEY, body TEXT NOT NULL, re
 ";
 
 /// The schema version this miso writes (see `Store::migrate`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Add `col` to `table` when a database made before it lacks it.
 fn ensure_column(conn: &Connection, table: &str, col: &str, decl: &str) -> Result<(), StoreError> {
@@ -217,6 +217,15 @@ impl Store {
             let tx = self.conn.unchecked_transaction()?;
             ensure_column(&tx, "nodes", "hold", "TEXT")?;
             tx.pragma_update(None, "user_version", 2)?;
+            tx.commit()?;
+        }
+        if v < 3 {
+            // 3: observations, what jobs showed on the instances they ran on (learning from runs).
+            let tx = self.conn.unchecked_transaction()?;
+            tx.execute_batch(
+                "CREATE TABLE IF NOT EXISTS observations (seq INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT NOT NULL, body TEXT NOT NULL, received_at REAL NOT NULL);",
+            )?;
+            tx.pragma_update(None, "user_version", 3)?;
             tx.commit()?;
         }
         Ok(())
@@ -453,6 +462,20 @@ impl Store {
             })?)
     }
 
+    /// Store an observation of job `id` (a `miso-observation/1` body); its number.
+    pub fn add_observation(&self, id: &str, body: &Value) -> Result<i64, StoreError> {
+        self.conn.execute(
+            "INSERT INTO observations (job, body, received_at) VALUES (?1, ?2, ?3)",
+            params![id, body.to_string(), now_s()],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Every stored observation, oldest first.
+    pub fn observations(&self) -> Result<Vec<Value>, StoreError> {
+        self.list("SELECT body FROM observations ORDER BY seq")
+    }
+
     pub fn samples(&self) -> Result<Vec<Value>, StoreError> {
         self.list("SELECT body FROM samples ORDER BY seq")
     }
@@ -675,6 +698,7 @@ impl Store {
             "nodes" => "SELECT COUNT(*) FROM nodes",
             "jobs" => "SELECT COUNT(*) FROM jobs",
             "samples" => "SELECT COUNT(*) FROM samples",
+            "observations" => "SELECT COUNT(*) FROM observations",
             _ => "SELECT COUNT(*) FROM decisions",
         };
         Ok(self.conn.query_row(sql, [], |r| r.get(0))?)

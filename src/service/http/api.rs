@@ -45,6 +45,16 @@ pub struct SampleStored {
     pub planned: Vec<Value>,
 }
 
+/// `POST /v1/jobs/{id}/observations`: the observation's number, and what it teaches: the
+/// job's workload label and the profile kind.
+#[derive(Serialize, ToSchema)]
+pub struct ObservationStored {
+    pub seq: i64,
+    pub job: String,
+    pub label: String,
+    pub kind: String,
+}
+
 /// `POST /v1/schedule`: per job, where it was placed (`node`, `index`, `layout`, `decision`,
 /// `profiling`) or why it stays queued (`queued`).
 #[derive(Serialize, ToSchema)]
@@ -80,6 +90,8 @@ pub struct Activated {
 pub struct Retrained {
     pub active: String,
     pub samples: usize,
+    /// Observations of jobs on their instances learned from (their workloads' labels).
+    pub observations: usize,
     pub mae: f64,
 }
 

@@ -126,6 +126,97 @@ pub(super) async fn finish_job(
     Ok(Json(out).into_response())
 }
 
+/// `POST /v1/jobs/{id}/observations`'s body: what the job showed on the instance it ran on.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ObservationBody {
+    /// The profile it ran on (`3g.20gb`), or its kind (`3g`).
+    profile: String,
+    /// Mean seconds per iteration there.
+    #[schema(exclusive_minimum = 0.0)]
+    iter_s: f64,
+    /// How many iterations the mean is over (recorded, not used).
+    #[serde(default)]
+    iterations: Option<u64>,
+}
+
+/// `POST /v1/jobs/{id}/observations`: the job ran on `profile` at `iter_s` seconds per
+/// iteration (agents send it). Stored as a `miso-observation/1` line with the MPS sample the
+/// job's speeds were predicted from, its slot and workload label: retraining learns the job's
+/// workload from it (`POST /v1/models/retrain`).
+#[utoipa::path(post, path = "/v1/jobs/{id}/observations", tag = "jobs", params(("id" = String, Path, description = "job id")), request_body = ObservationBody, responses((status = 201, description = "stored", body = api::ObservationStored), (status = 400, description = "a field is wrong (the message names it)", body = api::ErrorBody), (status = 401, description = "no or wrong bearer token", body = api::ErrorBody), (status = 404, description = "no such node, GPU, job or model", body = api::ErrorBody), (status = 409, description = "conflicts with the stored state", body = api::ErrorBody)))]
+pub(super) async fn add_observation(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    b: Result<Json<ObservationBody>, JsonRejection>,
+) -> ApiResult {
+    use crate::predictor::observe::{check_observation, Observation, OBSERVATION_FORMAT};
+    let o = body(b)?;
+    if !(o.iter_s.is_finite() && o.iter_s > 0.0) {
+        return Err(bad(format!("iter_s: {} is not a positive time", o.iter_s)));
+    }
+    let kind = o
+        .profile
+        .split('.')
+        .next()
+        .filter(|k| ["1g", "2g", "3g", "4g", "7g"].contains(k))
+        .ok_or_else(|| {
+            bad(format!(
+                "profile: `{}` is not a MIG profile (e.g. 3g.20gb) or kind (1g, 2g, 3g, 4g, 7g)",
+                o.profile.escape_debug()
+            ))
+        })?
+        .to_string();
+    let _ = o.iterations;
+    blocking(|| {
+        let st = s.store();
+        if st.job(&id)?.is_none() {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no job `{}`", id.escape_debug()),
+            ));
+        }
+        let (seq, sample, slot) = st.latest_sample_for(&id)?.ok_or_else(|| {
+            ApiError(
+                StatusCode::CONFLICT,
+                format!(
+                    "job `{}` was never profiled (its speeds were given): no MPS sample to learn from",
+                    id.escape_debug()
+                ),
+            )
+        })?;
+        let sample: crate::predictor::data::SampleRecord =
+            typed(sample).map_err(|e| bad(format!("stored sample {seq}: {e}")))?;
+        let label = sample
+            .slots
+            .get(slot)
+            .map(|s| s.label.clone())
+            .unwrap_or_default();
+        let ob = Observation {
+            format: OBSERVATION_FORMAT.to_string(),
+            label: label.clone(),
+            sample,
+            slot,
+            kind: kind.clone(),
+            iter_s: o.iter_s,
+        };
+        check_observation(&ob, "observation").map_err(|e| bad(e.to_string()))?;
+        let v = serde_json::to_value(&ob)
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let seq = st.add_observation(&id, &v)?;
+        Ok((
+            StatusCode::CREATED,
+            Json(api::ObservationStored {
+                seq,
+                job: id.clone(),
+                label,
+                kind,
+            }),
+        )
+            .into_response())
+    })
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PlanBody {

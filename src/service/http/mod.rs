@@ -408,6 +408,7 @@ fn routes() -> utoipa_axum::router::OpenApiRouter<Arc<AppState>> {
         .routes(routes!(nodes::post_report))
         .routes(routes!(jobs::submit_job, jobs::list_jobs))
         .routes(routes!(jobs::finish_job))
+        .routes(routes!(jobs::add_observation))
         .routes(routes!(jobs::schedule))
         .routes(routes!(jobs::plan_gpu))
         .routes(routes!(models::add_sample))

@@ -307,13 +307,36 @@ pub(super) async fn retrain(
             ),
         ));
     }
+    let observations = s.store().observations()?;
     let st = s.clone();
     let v = tokio::task::spawn_blocking(move || -> Result<api::Retrained, ApiError> {
         let dir = st.models_dir.join(&r.name);
         // Parsed in memory (no temporary file another user could redirect).
         let lines: Vec<String> = samples.iter().map(|v| v.to_string()).collect();
-        let ds = crate::predictor::data::samples_from_text(&lines.join("\n"), "stored sample")
+        let mut ds = crate::predictor::data::samples_from_text(&lines.join("\n"), "stored sample")
             .map_err(|e| bad(format!("stored samples: {e}")))?;
+        // Observations: partial labels of the jobs' workloads, filled by the active model.
+        let obs: Vec<crate::predictor::observe::Observation> = observations
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| typed(v).map_err(|e| bad(format!("stored observation {i}: {e}"))))
+            .collect::<Result<_, _>>()?;
+        let mut learned = Vec::new();
+        if !obs.is_empty() {
+            let active = st.active();
+            let builtin;
+            let prior = match active.as_ref() {
+                Some((_, p)) => p,
+                None => {
+                    builtin = crate::predictor::Predictor::builtin()
+                        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+                    &builtin
+                }
+            };
+            learned = crate::predictor::observe::merge(&mut ds, &obs, prior)
+                .map_err(|e| bad(format!("stored observations: {e}")))?
+                .0;
+        }
         let mut cfg =
             crate::predictor::TrainConfig::new(r.arch.unwrap_or(crate::predictor::Arch::Mlp));
         cfg.name = r.name.clone();
@@ -326,7 +349,14 @@ pub(super) async fn retrain(
             r.epochs,
             cfg.seed
         );
-        let split = ds.random_split(val, cfg.seed);
+        let mut split = ds.random_split(val, cfg.seed);
+        // Samples learned from runs always train (their labels are partly the prior's guess).
+        split.val.retain(|i| !learned.contains(i));
+        for &i in &learned {
+            if !split.train.contains(&i) {
+                split.train.push(i);
+            }
+        }
         let p = crate::predictor::train(&ds, &split, &cfg, &indicatif::ProgressBar::hidden())
             .map_err(|e| bad(e.to_string()))?;
         p.save(&dir)
@@ -335,7 +365,8 @@ pub(super) async fn retrain(
         swap_in(&st, &r.name, p, "retrained")?;
         Ok(api::Retrained {
             active: r.name,
-            samples: ds.samples.len(),
+            samples: ds.samples.len() - learned.len(),
+            observations: obs.len(),
             mae,
         })
     })

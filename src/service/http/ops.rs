@@ -76,7 +76,7 @@ pub(super) async fn metrics(State(s): State<Arc<AppState>>) -> Result<String, Ap
 pub(super) async fn state(State(s): State<Arc<AppState>>) -> ApiResult {
     let st = s.reader();
     Ok(
-        Json(json!({"nodes": st.nodes()?, "jobs": st.jobs()?, "samples": st.count("samples")?, "gpus": st.actual()?}))
+        Json(json!({"nodes": st.nodes()?, "jobs": st.jobs()?, "samples": st.count("samples")?, "observations": st.count("observations")?, "gpus": st.actual()?}))
             .into_response(),
     )
 }
