@@ -2136,5 +2136,15 @@ fn observations_of_jobs_on_their_instances_teach_retraining() {
     let v = json(&b);
     assert_eq!(v["observations"], 2, "{b}");
     assert_eq!(v["samples"], 12, "{b}");
+    // The planner's speed estimate is a flag of the controller; a wrong one is refused.
+    let o = Command::new(env!("CARGO_BIN_EXE_miso"))
+        .args(["serve", "--estimate", "best", "--insecure-no-auth"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--estimate"));
+    std::fs::create_dir_all(dir.join("e")).unwrap();
+    let e = start_with(&dir.join("e"), &["--estimate", "expected"]);
+    assert_eq!(req(&e, "GET", "/v1/jobs", Some(TOKEN), None).0, 200);
     std::fs::remove_dir_all(&dir).ok();
 }

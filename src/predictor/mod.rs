@@ -158,6 +158,9 @@ enum Inner {
 pub struct Predictor {
     pub meta: ModelMeta,
     inner: Inner,
+    /// What [`Predictor::predict`] answers with (a setting of its user, not of the model):
+    /// the point prediction unless set otherwise (`miso serve --estimate`).
+    pub estimate: Estimate,
 }
 
 /// Per slot of one matrix, the predicted target (normalised latency per kind).
@@ -359,7 +362,7 @@ impl Predictor {
     /// worst case of its calibrated interval (point when the model has none).
     pub fn predict_for(&self, m: &MpsMatrix, objective: Estimate) -> SpeedTable {
         if objective == Estimate::Point {
-            return self.predict(m);
+            return self.predict_point(m);
         }
         let q = self
             .meta
@@ -379,8 +382,14 @@ impl Predictor {
         out
     }
 
-    /// Predicted speeds of the real jobs of one mix (the library API the policies use).
+    /// Predicted speeds of the real jobs of one mix (the library API the policies use), under
+    /// the predictor's [`Estimate`] setting.
     pub fn predict(&self, m: &MpsMatrix) -> SpeedTable {
+        self.predict_for(m, self.estimate)
+    }
+
+    /// Point-predicted speeds of the real jobs of one mix.
+    fn predict_point(&self, m: &MpsMatrix) -> SpeedTable {
         let p = self.predict_targets(std::slice::from_ref(m));
         let mut out: SpeedTable = Default::default();
         if let Some(p) = p.first() {
@@ -521,7 +530,11 @@ impl Predictor {
                 })?,
             )),
         };
-        Ok(Predictor { meta, inner })
+        Ok(Predictor {
+            meta,
+            inner,
+            estimate: Estimate::Point,
+        })
     }
 }
 

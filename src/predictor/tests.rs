@@ -294,3 +294,43 @@ fn built_in_model_is_the_shipped_folder() {
         "{e}"
     );
 }
+
+#[test]
+fn the_estimate_setting_chooses_what_predict_answers() {
+    // The built-in model is calibrated; `predict` answers with its estimate setting, and the
+    // expected slowdown differs from the point prediction where the mixture is unsure.
+    let mut p = Predictor::builtin().unwrap();
+    assert!(
+        p.meta.intervals.is_some(),
+        "the shipped model carries its intervals"
+    );
+    let d = ds();
+    let ms: Vec<_> = d.samples.iter().take(200).map(|s| s.mps.clone()).collect();
+    let point: Vec<_> = ms.iter().map(|m| p.predict(m)).collect();
+    p.estimate = crate::predictor::Estimate::Expected;
+    let mut differ = 0;
+    for (m, pt) in ms.iter().zip(&point) {
+        let e = p.predict(m);
+        assert_eq!(e, p.predict_for(m, crate::predictor::Estimate::Expected));
+        for (a, b) in e.iter().zip(pt) {
+            assert_eq!(a.is_some(), b.is_some(), "the same slots are jobs");
+            if a != b {
+                differ += 1;
+            }
+        }
+    }
+    assert!(differ > 0, "the expected slowdown is not the point");
+    // Worst case: never faster than the point on any kind but 7g.
+    p.estimate = crate::predictor::Estimate::Worst;
+    for (m, pt) in ms.iter().zip(&point) {
+        for (w, b) in p.predict(m).iter().zip(pt) {
+            if let (Some(w), Some(b)) = (w, b) {
+                for k in 0..crate::perf::KINDS - 1 {
+                    if let (Some(x), Some(y)) = (w.speed[k], b.speed[k]) {
+                        assert!(x <= y + 1e-9, "worst {x} > point {y}");
+                    }
+                }
+            }
+        }
+    }
+}

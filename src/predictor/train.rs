@@ -214,7 +214,11 @@ pub fn train(
         }
     };
     meta.train_seconds = start.elapsed().as_secs_f64();
-    let mut p = Predictor { meta, inner };
+    let mut p = Predictor {
+        meta,
+        inner,
+        estimate: super::Estimate::Point,
+    };
     p.meta.metrics = evaluate(&p, ds, split);
     Ok(p)
 }

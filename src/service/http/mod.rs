@@ -43,6 +43,8 @@ pub struct Config {
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// A connection must send a request's headers within this time (or is closed).
     pub header_timeout: std::time::Duration,
+    /// What the active model gives the planner as a profiled job's speeds.
+    pub estimate: crate::predictor::Estimate,
 }
 
 pub(super) struct AppState {
@@ -52,6 +54,8 @@ pub(super) struct AppState {
     models_dir: std::path::PathBuf,
     /// The active predictor, swapped in place by activate/retrain (no restart).
     active: Mutex<Option<(String, crate::predictor::Predictor)>>,
+    /// The speed estimate every activated model is set to answer with.
+    estimate: crate::predictor::Estimate,
     token: Option<String>,
     open_reads: bool,
     /// Replies by (route pattern, HTTP status), counted in one place (`observe`).
@@ -470,6 +474,7 @@ pub fn router(store: Store, cfg: &Config) -> Result<Router, String> {
         reader,
         models_dir: cfg.models.clone(),
         active: Mutex::new(None),
+        estimate: cfg.estimate,
         token: cfg.token.clone(),
         open_reads: cfg.open_reads,
         requests: Mutex::new(BTreeMap::new()),
@@ -645,6 +650,7 @@ mod tests {
             reader: None,
             models_dir: std::env::temp_dir(),
             active: Mutex::new(None),
+            estimate: crate::predictor::Estimate::Point,
             token: None,
             open_reads: false,
             requests: Mutex::new(BTreeMap::new()),

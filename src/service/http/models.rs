@@ -233,6 +233,8 @@ pub(super) fn swap_in(
         name,
         &json!({"arch": arch, "mae": mae, "recipe": p.meta.recipe, "how": how}),
     )?;
+    let mut p = p;
+    p.estimate = s.estimate;
     let mut a = s.active();
     *a = Some((name.to_string(), p));
     Ok(v)
