@@ -409,6 +409,18 @@ fn models_list_predict_retrain_and_hot_swap() {
         (p["jobs"][0]["speeds"]["7g"].as_f64().unwrap() - 1.0).abs() < 1e-9,
         "{b}"
     );
+    // The default model is calibrated: each speed lies within its range.
+    for j in p["jobs"].as_array().unwrap() {
+        for (k, v) in j["speeds"].as_object().unwrap() {
+            let r = &j["speed_range"][k];
+            let (lo, hi, v) = (
+                r[0].as_f64().unwrap(),
+                r[1].as_f64().unwrap(),
+                v.as_f64().unwrap(),
+            );
+            assert!(lo <= v + 1e-9 && v <= hi + 1e-9, "{k}: {lo} {v} {hi}: {b}");
+        }
+    }
     // Retraining needs samples; then it trains, saves, and swaps the model in.
     let rt = r#"{"name":"site","arch":"linear"}"#;
     assert_eq!(
@@ -448,6 +460,10 @@ fn models_list_predict_retrain_and_hot_swap() {
     assert!(models.join("site/model.json").exists());
     let (_, b) = req(&s, "POST", "/v1/predict", Some(TOKEN), Some(&one));
     assert!(b.contains("\"model\":\"site\""), "{b}");
+    assert!(
+        !b.contains("speed_range"),
+        "an uncalibrated model gives no range: {b}"
+    );
     // The registry is durable: a SIGKILLed controller comes back with `site` active, not the
     // start-up default.
     drop(s);

@@ -101,6 +101,10 @@ pub struct PredictedJob {
     pub slot: usize,
     pub label: String,
     pub speeds: std::collections::BTreeMap<String, f64>,
+    /// With a calibrated model: per kind, the slowest and fastest speed its interval allows
+    /// (`[min, max]`; 7g is `[1, 1]` by definition).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speed_range: Option<std::collections::BTreeMap<String, [f64; 2]>>,
 }
 
 /// `POST /v1/predict`.

@@ -395,6 +395,7 @@ pub(super) async fn predict(
         )
     })?;
     let table = p.predict(&m);
+    let ranges = p.predict_intervals(std::slice::from_ref(&m));
     let kinds = ["1g", "2g", "3g", "4g", "7g"];
     let jobs: Vec<api::PredictedJob> = rec
         .slots
@@ -410,10 +411,26 @@ pub(super) async fn predict(
                         .collect()
                 })
                 .unwrap_or_default();
+            let speed_range = ranges.as_ref().and_then(|r| r.first()).map(|r| {
+                let (lo, hi) = &r[k];
+                (0..5)
+                    .filter_map(|i| {
+                        let (l7, h7) = (lo[4]?, hi[4]?);
+                        let (l, h) = (lo[i]?, hi[i]?);
+                        let range = if i == 4 {
+                            [1.0, 1.0]
+                        } else {
+                            [l7 / h, (h7 / l).max(l7 / h)]
+                        };
+                        Some((kinds[i].to_string(), range))
+                    })
+                    .collect()
+            });
             api::PredictedJob {
                 slot: k,
                 label: sl.label.clone(),
                 speeds,
+                speed_range,
             }
         })
         .collect();
