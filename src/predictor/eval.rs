@@ -118,6 +118,18 @@ pub fn evaluate(p: &Predictor, ds: &Dataset, split: &Split) -> Metrics {
     }
 }
 
+/// Feasibility from the truth (a site knows what fits: memory), speeds from the prediction: a
+/// kind the job fits but the prediction lacks gets a token speed.
+pub(crate) fn true_feasibility(p: &mut JobPerf, truth: &JobPerf) {
+    for k in 0..KINDS {
+        p.speed[k] = match (truth.speed[k], p.speed[k]) {
+            (Some(_), Some(v)) => Some(v),
+            (Some(_), None) => Some(1e-3),
+            (None, _) => None,
+        };
+    }
+}
+
 /// For the first sample of each held-out mix: optimise an A100 with true and with predicted
 /// speeds (feasibility from the truth: a site knows what fits), compare.
 /// `speeds(vi, slot)`: the speeds the decision is made with for the job in `slot` of the
@@ -150,13 +162,7 @@ pub fn decision_quality(
             else {
                 continue;
             };
-            for k in 0..KINDS {
-                p.speed[k] = match (t.speed[k], p.speed[k]) {
-                    (Some(_), Some(v)) => Some(v),
-                    (Some(_), None) => Some(1e-3),
-                    (None, _) => None,
-                };
-            }
+            true_feasibility(&mut p, &t);
             truth.push(OptJob::new(format!("s{slot}"), t));
             guess.push(OptJob::new(format!("s{slot}"), p));
         }

@@ -23,7 +23,7 @@ use crate::perf::{kind_index, KINDS, SLOTS};
 
 use super::data::{check_record, record_sample, Label, Sample, SampleRecord, SlotRecord};
 use super::data::{KIND_NAMES, SAMPLE_FORMAT};
-use super::eval::renormalise;
+use super::eval::{renormalise, true_feasibility};
 use super::{target_to_perf, train, Dataset, Metrics, Predictor, PredictorError, Split};
 use super::{Target, TrainConfig};
 
@@ -358,13 +358,7 @@ fn observe(
             ) else {
                 continue;
             };
-            for k in 0..KINDS {
-                p.speed[k] = match (t.speed[k], p.speed[k]) {
-                    (Some(_), Some(v)) => Some(v),
-                    (Some(_), None) => Some(1e-3),
-                    (None, _) => None,
-                };
-            }
+            true_feasibility(&mut p, &t);
             jobs.push(OptJob::new(format!("s{slot}"), p));
             slot_of.push(slot);
         }
