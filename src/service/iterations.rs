@@ -2,7 +2,8 @@
 //! profiling (`<MISO_JOB> <seconds of that iteration>\n` to `MISO_REPORT_HOST:MISO_REPORT_PORT`,
 //! see `profile.rs`). The first iteration of each connection is dropped (warm-up). Per job,
 //! only a sum and a count are kept, so a chatty or hostile job costs no memory; lines longer
-//! than [`MAX_LINE`] bytes close the connection, and at most [`MAX_KEYS`] jobs are tracked.
+//! than [`MAX_LINE`] bytes close the connection, at most [`MAX_KEYS`] jobs are tracked and
+//! [`MAX_CONNECTIONS`] connections read at once.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
@@ -15,6 +16,8 @@ use std::time::Duration;
 pub const MAX_LINE: u64 = 256;
 /// Most jobs tracked at once.
 pub const MAX_KEYS: usize = 1024;
+/// Most connections read at once (one thread each); more are closed at once.
+pub const MAX_CONNECTIONS: usize = 256;
 
 type Sums = Arc<Mutex<BTreeMap<String, (f64, u64)>>>;
 
@@ -34,14 +37,22 @@ impl IterationSink {
         let sums: Sums = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let (s2, st2) = (sums.clone(), stop.clone());
+        let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         std::thread::spawn(move || {
             while !st2.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
+                        if open.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+                            continue; // dropped: closed
+                        }
                         let _ = stream.set_nonblocking(false);
                         let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-                        let (s3, st3) = (s2.clone(), st2.clone());
-                        std::thread::spawn(move || read_lines(stream, &s3, &st3));
+                        let (s3, st3, o3) = (s2.clone(), st2.clone(), open.clone());
+                        o3.fetch_add(1, Ordering::Relaxed);
+                        std::thread::spawn(move || {
+                            read_lines(stream, &s3, &st3);
+                            o3.fetch_sub(1, Ordering::Relaxed);
+                        });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(50)),
                 }
@@ -162,5 +173,28 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("the second report never arrived");
+    }
+
+    #[test]
+    fn a_flood_of_idle_connections_does_not_stop_a_job_from_reporting() {
+        let sink = IterationSink::start().unwrap_or_else(|e| panic!("{e}"));
+        let idle: Vec<_> = (0..MAX_CONNECTIONS + 50)
+            .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", sink.port())).ok())
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        drop(idle);
+        let t = std::time::Instant::now();
+        // Once the idle ones are gone, a job is heard again.
+        while t.elapsed() < Duration::from_secs(20) {
+            if let Ok(mut a) = std::net::TcpStream::connect(("127.0.0.1", sink.port())) {
+                let _ = a.write_all(b"j 1\nj 0.25\n");
+                std::thread::sleep(Duration::from_millis(200));
+                if let Some(v) = sink.drain().get("j") {
+                    assert_eq!(*v, (0.25, 1));
+                    return;
+                }
+            }
+        }
+        panic!("never heard after the flood");
     }
 }
