@@ -3,8 +3,9 @@
 # protocol"), so the service walkthrough runs on any machine:
 #   - checkpoint: on SIGTERM save the step reached to $MISO_CHECKPOINT_DIR and exit 0; when
 #     started again resume from there;
-#   - iteration report: while the agent profiles the job under MPS it sets MISO_REPORT_HOST/PORT;
-#     the job then sends one line per iteration, "<MISO_JOB> <seconds of that iteration>".
+#   - iteration report: the agent (and `miso profile`) sets MISO_REPORT_HOST/PORT; the job then
+#     sends one line per iteration, "<MISO_JOB> <seconds of that iteration>" (under MPS for the
+#     profile; on its MIG instance for an observation the controller learns from).
 # An iteration sleeps BASE seconds scaled by the share of the GPU the job has: its MPS thread
 # percentage while profiled, the compute slices of its MIG instance (e.g. 3 of 7 for
 # 3g.20gb@4) otherwise, so its speed depends on its slice as a GPU job's would.
