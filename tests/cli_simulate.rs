@@ -399,6 +399,21 @@ fn learning_online_and_robust_estimates_are_deterministic_and_report_a_family() 
         plain["miso"]["avg_jct_s"], v["policies"]["miso"]["avg_jct_s"],
         "the expected-slowdown estimate and learning change decisions"
     );
+    // Over seeds, the family's JCT is averaged too.
+    let v: serde_json::Value = serde_json::from_slice(&ok(&[
+        "simulate",
+        "--seeds",
+        "1-2",
+        "--policy",
+        "miso",
+        "--json",
+        "--family",
+        "transformer",
+    ]))
+    .unwrap();
+    let f = &v["mean"]["miso"]["family"];
+    assert!(f["avg_jct_s"].as_f64().unwrap() > 0.0, "{v}");
+    assert_eq!(f["thirds"].as_array().unwrap().len(), 3);
     let o = miso(&["simulate", "--estimate", "best"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--estimate"));

@@ -641,8 +641,18 @@ fn many_seeds(a: &SimulateArgs, s: &Setup, seeds: &[u64]) -> Result<()> {
     let (fid, oh) = (fidelity(a), overheads(a));
     let bar = progress(seeds.len() as u64, "seeds", "seeds");
     let mut rows: Vec<(u64, Vec<(String, sim::Metrics)>)> = Vec::new();
+    // With --family: per seed, per policy, the family's JCT.
+    let mut fam: Vec<Vec<(String, FamilyJct)>> = Vec::new();
     for &seed in seeds {
         let r = run_seed(a, s, seed, &fid, &oh, None, true)?;
+        if let Some(f) = &a.family {
+            fam.push(
+                r.outcomes
+                    .iter()
+                    .map(|(o, _)| (o.policy.clone(), family_jct(o, &r.families, f)))
+                    .collect(),
+            );
+        }
         rows.push((
             seed,
             r.outcomes
@@ -658,6 +668,21 @@ fn many_seeds(a: &SimulateArgs, s: &Setup, seeds: &[u64]) -> Result<()> {
         rows.iter()
             .filter_map(|(_, r)| r.iter().find(|(n, _)| n == p).map(|(_, m)| f(m)))
             .collect()
+    };
+    // The family's JCT averaged over seeds: (avg, thirds) per policy.
+    let fam_mean = |p: &str| -> Option<(f64, Vec<f64>)> {
+        let v: Vec<&FamilyJct> = fam
+            .iter()
+            .filter_map(|r| r.iter().find(|(n, _)| n == p).map(|(_, f)| f))
+            .collect();
+        if v.is_empty() {
+            return None;
+        }
+        let avg = mean(&v.iter().map(|f| f.avg_jct_s).collect::<Vec<_>>());
+        let thirds = (0..3)
+            .map(|t| mean(&v.iter().map(|f| f.thirds[t]).collect::<Vec<_>>()))
+            .collect();
+        Some((avg, thirds))
     };
     if a.json {
         let per: Vec<_> = rows
@@ -680,6 +705,7 @@ fn many_seeds(a: &SimulateArgs, s: &Setup, seeds: &[u64]) -> Result<()> {
                         "p95_jct_s": mean(&col(p, &|m| m.p95_jct_s)),
                         "avg_queue_s": mean(&col(p, &|m| m.avg_queue_s)),
                         "makespan_s": mean(&col(p, &|m| m.makespan_s)),
+                        "family": fam_mean(p).map(|(avg, thirds)| json!({"avg_jct_s": avg, "thirds": thirds})),
                     }),
                 )
             })
@@ -714,6 +740,17 @@ fn many_seeds(a: &SimulateArgs, s: &Setup, seeds: &[u64]) -> Result<()> {
     println!(
         "average JCT in seconds per seed (lower is better); p95 row: mean of the per-seed p95 JCT."
     );
+    if let Some(f) = &a.family {
+        println!(
+            "jobs of family {f}, mean over seeds: average JCT (s), and by thirds of their arrivals"
+        );
+        for p in &names {
+            if let Some((avg, thirds)) = fam_mean(p) {
+                let t: Vec<String> = thirds.iter().map(|v| format!("{v:.0}")).collect();
+                println!("  {p:<11} {avg:>9.0}   thirds {}", t.join(" / "));
+            }
+        }
+    }
     let m = |p: &str| mean(&col(p, &|m| m.avg_jct_s));
     for (p, base) in [
         ("miso", "nopart"),
