@@ -162,13 +162,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         Some(f) => ds.family_split(f)?,
         None => ds.random_split(a.val_frac, a.seed),
     };
-    // Samples learned from runs always train (their labels are partly the prior's guess).
-    split.val.retain(|i| !added.contains(i));
-    for i in added {
-        if !split.train.contains(&i) {
-            split.train.push(i);
-        }
-    }
+    split.always_train(&added);
     let bar = progress(cfg.epochs() as u64, cfg.arch.name(), "epochs");
     let p = predictor::train(&ds, &split, &cfg, &bar)?;
     bar.finish_and_clear();

@@ -18,6 +18,8 @@ use crate::gpu::GpuModel;
 /// Profile kinds by compute slices, in the order of every `[_; KINDS]` array here.
 pub const KIND_SLICES: [u8; KINDS] = [1, 2, 3, 4, 7];
 pub const KINDS: usize = 5;
+/// The kinds' names, in [`KIND_SLICES`] order (`"3g"`: any 3-slice profile).
+pub const KIND_NAMES: [&str; KINDS] = ["1g", "2g", "3g", "4g", "7g"];
 /// The A100-40GB profile each kind was measured on (MISO data).
 pub const A100_PROFILES: [&str; KINDS] = ["1g.5gb", "2g.10gb", "3g.20gb", "4g.20gb", "7g.40gb"];
 

@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::perf::{self, MpsMatrix, KINDS, SLOTS};
+use crate::perf::{self, MpsMatrix, KINDS, KIND_NAMES, SLOTS};
 
 use super::PredictorError;
 
@@ -290,7 +290,33 @@ pub struct Split {
     pub score_labels: Option<Vec<usize>>,
 }
 
+impl Split {
+    /// Whether a job of `label` is scored.
+    pub fn scores(&self, label: u16) -> bool {
+        match &self.score_labels {
+            Some(ls) => ls.contains(&(label as usize)),
+            None => true,
+        }
+    }
+
+    /// Samples that always train (learned from runs: their labels are partly a prior model's
+    /// guess, so they are never scored): out of validation, into training.
+    pub fn always_train(&mut self, idx: &[usize]) {
+        self.val.retain(|i| !idx.contains(i));
+        for &i in idx {
+            if !self.train.contains(&i) {
+                self.train.push(i);
+            }
+        }
+    }
+}
+
 impl Dataset {
+    /// The MPS matrices of samples `idx`, in that order.
+    pub fn matrices(&self, idx: &[usize]) -> Vec<MpsMatrix> {
+        idx.iter().map(|&i| self.samples[i].mps.clone()).collect()
+    }
+
     pub fn mixes(&self) -> usize {
         self.samples.iter().map(|s| s.mix + 1).max().unwrap_or(0)
     }
@@ -381,7 +407,6 @@ pub struct SlotRecord {
 }
 
 pub const SAMPLE_FORMAT: &str = "miso-mps-sample/1";
-pub(crate) const KIND_NAMES: [&str; KINDS] = ["1g", "2g", "3g", "4g", "7g"];
 
 impl Dataset {
     /// Write every sample in the project's sample format (one JSON object per line).

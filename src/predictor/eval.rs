@@ -8,11 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::gpu::{self, Layout};
 use crate::optimizer::{optimize, OptJob, Options};
-use crate::perf::{JobPerf, KINDS, SLOTS};
+use crate::perf::{JobPerf, KINDS, KIND_NAMES, SLOTS};
 
 use super::{data::Split, target_to_perf, Dataset, Predictor, Target};
 
-pub(crate) const KIND_NAMES: [&str; KINDS] = ["1g", "2g", "3g", "4g", "7g"];
 /// The kinds of `mig_targets.npy` (7g, 4g, 3g), as indexes into a [`Target`].
 pub(crate) const ROWS: [usize; 3] = [4, 3, 2];
 
@@ -66,22 +65,14 @@ pub(crate) fn divisor(t: &Target) -> f64 {
 
 /// Score `p` on the validation part of `split`.
 pub fn evaluate(p: &Predictor, ds: &Dataset, split: &Split) -> Metrics {
-    let ms: Vec<_> = split
-        .val
-        .iter()
-        .map(|&i| ds.samples[i].mps.clone())
-        .collect();
+    let ms = ds.matrices(&split.val);
     let preds = p.predict_targets(&ms);
-    let scored = |label: u16| match &split.score_labels {
-        Some(ls) => ls.contains(&(label as usize)),
-        None => true,
-    };
     let (mut ae, mut ape, mut cnt) = ([0.0; KINDS], [0.0; KINDS], [0usize; KINDS]);
     let mut jobs = 0;
     for (vi, &i) in split.val.iter().enumerate() {
         let s = &ds.samples[i];
         for slot in 0..SLOTS {
-            if !s.mps.real[slot] || !scored(s.slots[slot]) {
+            if !s.mps.real[slot] || !split.scores(s.slots[slot]) {
                 continue;
             }
             jobs += 1;

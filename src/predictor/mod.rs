@@ -217,16 +217,12 @@ impl Predictor {
     /// Predicted normalised latency on every kind for every slot of each matrix (filler slots
     /// get the dummy job's measured target).
     pub fn predict_targets(&self, ms: &[MpsMatrix]) -> Vec<SlotPredictions> {
-        let mut out = self.predict_raw(ms);
-        let dummy = data::dummy_target();
-        for (p, m) in out.iter_mut().zip(ms) {
-            for s in 0..SLOTS {
-                if !m.real[s] {
-                    p[s] = dummy;
-                }
-            }
-        }
-        out
+        with_fillers(self.predict_raw(ms), ms)
+    }
+
+    /// The classifier's point predictions from its class probabilities (see `predict_raw`).
+    fn decode(&self, probs: &[Vec<f32>], n: usize) -> Vec<SlotPredictions> {
+        per_slot(n, |i| bayes_decode(&probs[i], &self.meta.classes))
     }
 
     fn predict_raw(&self, ms: &[MpsMatrix]) -> Vec<SlotPredictions> {
@@ -249,7 +245,7 @@ impl Predictor {
             }
             Inner::Mlp(m) => {
                 let probs = self.ensemble_probs(m, ms);
-                per_slot(ms.len(), |i| bayes_decode(&probs[i], &self.meta.classes))
+                self.decode(&probs, ms.len())
             }
             Inner::Linear(l) => {
                 let x = features_f64(ms);
@@ -312,10 +308,14 @@ impl Predictor {
     /// mixture's mean; a regression's band is its point. Renormalised like the targets (the
     /// band by the point's divisor). Filler slots get the dummy's target.
     pub fn predict_bands(&self, ms: &[MpsMatrix], q: f64) -> Vec<[Band; SLOTS]> {
-        let points = self.predict_targets(ms);
+        // A classifier's networks run once: its point is decoded from the same probabilities.
         let probs = match &self.inner {
             Inner::Mlp(m) => Some(self.ensemble_probs(m, ms)),
             _ => None,
+        };
+        let points = match &probs {
+            Some(p) => with_fillers(self.decode(p, ms.len()), ms),
+            None => self.predict_targets(ms),
         };
         points
             .iter()
@@ -434,9 +434,8 @@ impl Predictor {
     pub fn save_meta(&self, dir: &Path) -> Result<(), PredictorError> {
         let j = serde_json::to_string_pretty(&self.meta)
             .map_err(|e| PredictorError::Model(e.to_string()))?;
-        let path = dir.join("model.json");
-        std::fs::write(&path, j + "\n")
-            .map_err(|e| PredictorError::Model(format!("cannot write {}: {e}", path.display())))
+        std::fs::write(dir.join("model.json"), j + "\n")
+            .map_err(|e| PredictorError::Model(format!("cannot write model.json: {e}")))
     }
 
     /// Load a model directory; refuses another feature version or format.
@@ -603,6 +602,19 @@ impl Files<'_> {
                 }),
         }
     }
+}
+
+/// Filler slots get the dummy job's measured target.
+fn with_fillers(mut out: Vec<SlotPredictions>, ms: &[MpsMatrix]) -> Vec<SlotPredictions> {
+    let dummy = data::dummy_target();
+    for (p, m) in out.iter_mut().zip(ms) {
+        for s in 0..SLOTS {
+            if !m.real[s] {
+                p[s] = dummy;
+            }
+        }
+    }
+    out
 }
 
 fn per_slot(n: usize, mut f: impl FnMut(usize) -> Target) -> Vec<SlotPredictions> {

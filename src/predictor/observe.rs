@@ -19,10 +19,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::gpu::{self, Layout};
 use crate::optimizer::{optimize, OptJob, Options};
-use crate::perf::{kind_index, KINDS, SLOTS};
+use crate::perf::{kind_index, KINDS, KIND_NAMES, SLOTS};
 
+use super::data::SAMPLE_FORMAT;
 use super::data::{check_record, record_sample, Label, Sample, SampleRecord, SlotRecord};
-use super::data::{KIND_NAMES, SAMPLE_FORMAT};
 use super::eval::{renormalise, true_feasibility};
 use super::{target_to_perf, train, Dataset, Metrics, Predictor, PredictorError, Split};
 use super::{Target, TrainConfig};
@@ -134,12 +134,10 @@ pub fn merge(
         check_observation(o, &format!("observation {i}"))?;
     }
     // Distinct samples, in first-seen order.
-    let mut keys: Vec<String> = Vec::new();
+    let mut keys = std::collections::HashSet::new();
     let mut records: Vec<&SampleRecord> = Vec::new();
     for o in obs {
-        let key = serde_json::to_string(&o.sample).unwrap_or_default();
-        if !keys.contains(&key) {
-            keys.push(key);
+        if keys.insert(serde_json::to_string(&o.sample).unwrap_or_default()) {
             records.push(&o.sample);
         }
     }

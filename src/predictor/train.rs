@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use indicatif::ProgressBar;
 
-use crate::perf::{MpsMatrix, FEATURE_VERSION, JOB_FEATURES, KINDS, SLOTS};
+use crate::perf::{FEATURE_VERSION, JOB_FEATURES, KINDS, SLOTS};
 
 use super::{
     classic, data::Split, evaluate, nets, Arch, Dataset, Inner, ModelMeta, Predictor,
@@ -191,11 +191,7 @@ pub fn train(
             Inner::Knn(k)
         }
         Arch::Unet => {
-            let ms: Vec<MpsMatrix> = split
-                .train
-                .iter()
-                .map(|&i| ds.samples[i].mps.clone())
-                .collect();
+            let ms = ds.matrices(&split.train);
             let x = super::unet_input(&ms);
             let (mut t, mut m) = (Vec::new(), Vec::new());
             for &i in &split.train {

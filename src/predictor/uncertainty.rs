@@ -16,10 +16,10 @@ use std::str::FromStr;
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
-use crate::perf::{JobPerf, KINDS, SLOTS};
+use crate::perf::{JobPerf, KINDS, KIND_NAMES, SLOTS};
 
 use super::data::{Label, Split};
-use super::eval::{decision_quality, KIND_NAMES, ROWS};
+use super::eval::{decision_quality, ROWS};
 use super::{target_to_perf, train, Dataset, DecisionQuality, Metrics, PredictorError, Target};
 use super::{Predictor, TrainConfig};
 
@@ -226,11 +226,7 @@ pub fn lofo(
         let b = bar(&fam);
         let p: Predictor = train(ds, &split, cfg, &b)?;
         b.finish_and_clear();
-        let ms: Vec<_> = split
-            .val
-            .iter()
-            .map(|&i| ds.samples[i].mps.clone())
-            .collect();
+        let ms = ds.matrices(&split.val);
         let bands = p.predict_bands(&ms, q);
         folds.push(Fold {
             family: fam,
@@ -248,12 +244,7 @@ fn scored(ds: &Dataset, f: &Fold) -> Vec<(usize, usize)> {
     for (vi, &i) in f.split.val.iter().enumerate() {
         let s = &ds.samples[i];
         for slot in 0..SLOTS {
-            let keep = s.mps.real[slot]
-                && match &f.split.score_labels {
-                    Some(ls) => ls.contains(&(s.slots[slot] as usize)),
-                    None => true,
-                };
-            if keep {
+            if s.mps.real[slot] && f.split.scores(s.slots[slot]) {
                 out.push((vi, slot));
             }
         }
@@ -427,11 +418,7 @@ fn kind_map(m: &[f64; KINDS]) -> BTreeMap<String, f64> {
 /// `"rows"`); `None` when the model has no intervals.
 pub fn coverage(p: &Predictor, ds: &Dataset, split: &Split) -> Option<BTreeMap<String, f64>> {
     let iv = p.meta.intervals.as_ref()?;
-    let ms: Vec<_> = split
-        .val
-        .iter()
-        .map(|&i| ds.samples[i].mps.clone())
-        .collect();
+    let ms = ds.matrices(&split.val);
     let bands = p.predict_bands(&ms, iv.band_quantile);
     let (mut n_in, mut n) = ([0usize; KINDS], [0usize; KINDS]);
     for (vi, &i) in split.val.iter().enumerate() {

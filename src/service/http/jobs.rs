@@ -135,7 +135,7 @@ pub(super) struct ObservationBody {
     /// Mean seconds per iteration there.
     #[schema(exclusive_minimum = 0.0)]
     iter_s: f64,
-    /// How many iterations the mean is over (recorded, not used).
+    /// How many iterations the mean is over (accepted for the sender's record; not stored).
     #[serde(default)]
     iterations: Option<u64>,
 }
@@ -159,7 +159,7 @@ pub(super) async fn add_observation(
         .profile
         .split('.')
         .next()
-        .filter(|k| ["1g", "2g", "3g", "4g", "7g"].contains(k))
+        .filter(|k| crate::perf::KIND_NAMES.contains(k))
         .ok_or_else(|| {
             bad(format!(
                 "profile: `{}` is not a MIG profile (e.g. 3g.20gb) or kind (1g, 2g, 3g, 4g, 7g)",

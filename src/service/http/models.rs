@@ -352,13 +352,7 @@ pub(super) async fn retrain(
             cfg.seed
         );
         let mut split = ds.random_split(val, cfg.seed);
-        // Samples learned from runs always train (their labels are partly the prior's guess).
-        split.val.retain(|i| !learned.contains(i));
-        for &i in &learned {
-            if !split.train.contains(&i) {
-                split.train.push(i);
-            }
-        }
+        split.always_train(&learned);
         let p = crate::predictor::train(&ds, &split, &cfg, &indicatif::ProgressBar::hidden())
             .map_err(|e| bad(e.to_string()))?;
         p.save(&dir)
@@ -396,7 +390,7 @@ pub(super) async fn predict(
     })?;
     let table = p.predict(&m);
     let ranges = p.predict_intervals(std::slice::from_ref(&m));
-    let kinds = ["1g", "2g", "3g", "4g", "7g"];
+    let kinds = crate::perf::KIND_NAMES;
     let jobs: Vec<api::PredictedJob> = rec
         .slots
         .iter()
