@@ -7,5 +7,6 @@ pub mod optimizer;
 pub mod perf;
 pub mod policy;
 pub mod predictor;
+pub mod rl;
 pub mod service;
 pub mod sim;

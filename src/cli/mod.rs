@@ -27,6 +27,7 @@ pub mod simulate;
 pub mod slurm;
 pub mod status;
 pub mod train;
+pub mod train_policy;
 
 #[derive(Parser)]
 #[command(
@@ -67,6 +68,9 @@ enum Command {
     /// Train a predictor (MPS measurements → speed on each MIG profile) and save it with its
     /// metrics.
     Train(train::TrainArgs),
+    /// Train the learned scheduling decision (which GPU the head job joins, or wait) with PPO
+    /// in the simulator, save it with its learning curve, and evaluate it on held-out traces.
+    TrainPolicy(train_policy::TrainPolicyArgs),
     /// Score a trained model on held-out data: MAE/MAPE per profile, decision quality.
     Evaluate(evaluate::EvaluateArgs),
     /// Predict MIG latencies for MPS feature matrices (.npy, shape N×3×7).
@@ -165,6 +169,7 @@ fn run(c: Command) -> Result<()> {
         Command::Layout(c) => layout::run(c),
         Command::Recommend(a) => recommend::run(a),
         Command::Train(a) => train::run(a),
+        Command::TrainPolicy(a) => train_policy::run(a),
         Command::Evaluate(a) => evaluate::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Nvml(a) => nvml::run(a),

@@ -1,6 +1,6 @@
 //! `miso serve`: the controller (HTTP API over a SQLite store).
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 
 #[derive(Args)]
@@ -22,6 +22,12 @@ pub struct ServeArgs {
     /// case of its calibrated interval.
     #[arg(long, default_value = "point", value_parser = ["point", "expected", "worst"])]
     estimate: String,
+    /// How `/v1/schedule` places jobs by default: `rules` (the request's `placement`, fewest
+    /// jobs unless asked), or `rl` / `rl:DIR`, the learned policy (built in, or a folder from
+    /// `miso train-policy`), with the best-gain rule when a decision is outside its training
+    /// range. A request's `placement` still wins.
+    #[arg(long, default_value = "rules")]
+    scheduler: String,
     /// Address to listen on (loopback by default).
     #[arg(long, default_value = "127.0.0.1:7450")]
     listen: std::net::SocketAddr,
@@ -115,6 +121,13 @@ pub fn run(a: ServeArgs) -> Result<()> {
         tls,
         header_timeout: std::time::Duration::from_secs_f64(a.header_timeout_s),
         estimate: a.estimate.parse().map_err(anyhow::Error::msg)?,
+        scheduler: match a.scheduler.as_str() {
+            "rules" => None,
+            spec if spec == "rl" || spec.starts_with("rl:") => Some(std::sync::Arc::new(
+                miso::policy::rl::PolicyModel::from_spec(spec).context("--scheduler")?,
+            )),
+            other => bail!("--scheduler: `{other}` (rules, rl or rl:DIR)"),
+        },
     };
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(miso::service::serve(cfg, |addr| {

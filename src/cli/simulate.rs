@@ -441,9 +441,14 @@ pub fn run(a: SimulateArgs) -> Result<()> {
         a.policy.split(',').map(|s| s.trim().to_string()).collect()
     };
     for p in &policies {
+        if p == "rl" || p.starts_with("rl:") {
+            // Loaded now, so a bad folder is an error before anything runs.
+            miso::policy::rl::PolicyModel::from_spec(p).context("--policy")?;
+            continue;
+        }
         if !scenario::POLICIES.contains(&p.as_str()) {
             bail!(
-                "--policy: unknown policy `{p}` (allowed: all, {})",
+                "--policy: unknown policy `{p}` (allowed: all, {}, rl, rl:DIR)",
                 scenario::POLICIES.join(", ")
             );
         }

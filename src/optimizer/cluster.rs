@@ -24,6 +24,27 @@ pub enum Placement {
     BestGain,
 }
 
+/// For each GPU of `cluster` where a layout fits the job beside its jobs: (index, how much the
+/// summed objective cost rises). The ranking [`Placement::BestGain`] takes the least of.
+pub fn placement_gains(cluster: &[GpuState], job: &OptJob, opts: &Options) -> Vec<(usize, f64)> {
+    cluster
+        .iter()
+        .enumerate()
+        .filter_map(|(g, st)| {
+            let mut jobs = st.jobs.clone();
+            jobs.push(OptJob {
+                current: None,
+                ..job.clone()
+            });
+            let after = optimize(st.gpu, &jobs, &st.layout, opts).ok()?;
+            let before = optimize(st.gpu, &st.jobs, &st.layout, opts)
+                .map(|d| d.cost)
+                .unwrap_or(0.0);
+            Some((g, after.cost - before))
+        })
+        .collect()
+}
+
 /// The GPU (index into `cluster`) the job should join, or `None` when no GPU can take it.
 pub fn choose_gpu(
     cluster: &[GpuState],
@@ -31,33 +52,26 @@ pub fn choose_gpu(
     how: Placement,
     opts: &Options,
 ) -> Option<usize> {
-    let mut best: Option<(usize, f64)> = None;
+    if how == Placement::BestGain {
+        // The least rise, the lowest index on a tie.
+        return placement_gains(cluster, job, opts)
+            .into_iter()
+            .reduce(|b, x| if x.1 < b.1 { x } else { b })
+            .map(|(g, _)| g);
+    }
+    let mut best: Option<(usize, usize)> = None;
     for (g, st) in cluster.iter().enumerate() {
-        if let (Placement::FewestJobs, Some((_, b))) = (how, best) {
-            // A GPU with no fewer jobs than the best so far cannot win.
-            if st.jobs.len() as f64 >= b {
-                continue;
-            }
+        // A GPU with no fewer jobs than the best so far cannot win.
+        if best.is_some_and(|(_, b)| st.jobs.len() >= b) {
+            continue;
         }
         let mut jobs = st.jobs.clone();
         jobs.push(OptJob {
             current: None,
             ..job.clone()
         });
-        let Ok(after) = optimize(st.gpu, &jobs, &st.layout, opts) else {
-            continue;
-        };
-        let score = match how {
-            Placement::FewestJobs => st.jobs.len() as f64,
-            Placement::BestGain => {
-                let before = optimize(st.gpu, &st.jobs, &st.layout, opts)
-                    .map(|d| d.cost)
-                    .unwrap_or(0.0);
-                after.cost - before
-            }
-        };
-        if best.is_none_or(|(_, b)| score < b) {
-            best = Some((g, score));
+        if optimize(st.gpu, &jobs, &st.layout, opts).is_ok() {
+            best = Some((g, st.jobs.len()));
         }
     }
     best.map(|(g, _)| g)

@@ -10,7 +10,7 @@ mod input;
 mod plan;
 mod search;
 
-pub use cluster::{choose_gpu, GpuState, Placement};
+pub use cluster::{choose_gpu, placement_gains, GpuState, Placement};
 pub use input::{parse_jobs, JobSpec};
 pub use plan::{plan, Plan, PlanView, StepView};
 pub use search::{brute_force, optimize, Decision};

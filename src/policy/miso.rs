@@ -15,6 +15,7 @@ use crate::perf::{self, JobPerf, KINDS, KIND_SLICES};
 use crate::predictor::{observe, Estimate, Predictor};
 
 use super::baselines::whole_instance;
+use super::rl::{self, Choice, Decide};
 use super::{Cluster, MpsSource, MpsSpeeds, Overheads, Policy};
 
 /// How a MISO-family policy learns speeds.
@@ -70,7 +71,7 @@ pub struct Miso {
     /// GPUs that may hold an idle instance (a job left), to re-partition when nothing waits.
     bubbles: std::collections::BTreeSet<usize>,
     /// Predicted speeds per measured mix (sorted workloads), in that order.
-    predictions: std::collections::HashMap<Vec<usize>, Vec<Option<JobPerf>>>,
+    predictions: Predictions,
     /// What the optimizer is given as predicted speeds (point, expected, interval's worst).
     pub objective: Estimate,
     /// Learn from runs: each finished job's measured speed on every profile kind it ran on
@@ -81,7 +82,13 @@ pub struct Miso {
     /// Per job, the kinds it has run on; jobs with a run not yet harvested.
     ran_on: Vec<[bool; KINDS]>,
     unharvested: Vec<usize>,
+    /// Ours with a learned decision ([`rl`]): which shortlisted GPU the head job joins, or
+    /// whether it waits, is the decider's (else the best gain).
+    pub decider: Option<Box<dyn Decide>>,
 }
+
+/// Predicted speeds per measured mix (sorted workloads), in that order.
+pub type Predictions = std::collections::HashMap<Vec<usize>, Vec<Option<JobPerf>>>;
 
 /// Ours asks the optimizer about this many least-loaded GPUs per placement (scale).
 const SHORTLIST: usize = 4;
@@ -145,7 +152,142 @@ impl Miso {
             observed: Default::default(),
             ran_on: Vec::new(),
             unharvested: Vec::new(),
+            decider: None,
         }
+    }
+
+    /// The predictions made so far (per measured mix), to hand to a later run with the same
+    /// MPS source and predictor (a trainer's episodes).
+    pub fn take_predictions(&mut self) -> Predictions {
+        std::mem::take(&mut self.predictions)
+    }
+
+    pub fn set_predictions(&mut self, p: Predictions) {
+        self.predictions = p;
+    }
+
+    /// The learned decision for the head job `j` among the shortlist `chunk` (available GPUs,
+    /// least loaded first): `Some(g)` to join GPU `g`, `None` to wait.
+    fn decide(
+        &self,
+        decider: &mut dyn Decide,
+        c: &Cluster,
+        j: usize,
+        chunk: &[usize],
+        now: f64,
+    ) -> Option<Option<usize>> {
+        let states: Vec<optimizer::GpuState> = chunk
+            .iter()
+            .map(|&g| optimizer::GpuState {
+                gpu: c.model,
+                layout: c.gpus[g].layout.clone(),
+                jobs: self.opt_jobs(c, g, now),
+            })
+            .collect();
+        let since: Vec<Option<f64>> = chunk
+            .iter()
+            .map(|&g| c.gpus[g].checkpointed_at.map(|t| now - t))
+            .collect();
+        let job = self.newcomer(c, j);
+        let cands = rl::candidates(&states, &job, &self.options, &since);
+        if cands.is_empty() {
+            return None;
+        }
+        let obs = rl::Observation::new(&Self::queue_view(c, Some(j), now), cands);
+        Some(match decider.decide(&obs, now) {
+            Choice::Join(i) => obs.candidates.get(i).map(|cv| chunk[cv.gpu]),
+            _ => None,
+        })
+    }
+
+    /// The queue and cluster as a learned decision sees them (`head`: the job decided for).
+    fn queue_view(c: &Cluster, head: Option<usize>, now: f64) -> rl::QueueView {
+        rl::QueueView {
+            waiting: c.waiting.len().max(usize::from(head.is_some())),
+            head_min_kind: head.and_then(|j| c.min_kind_of(j)).unwrap_or(0),
+            head_wait_s: head.map_or(0.0, |j| now - c.jobs[j].arrival_s),
+            idle_gpus: c.gpus.iter().filter(|g| g.is_free()).count(),
+            gpus: c.gpus.len(),
+            running: c
+                .gpus
+                .iter()
+                .map(|g| g.jobs.len() + usize::from(g.gang.is_some()))
+                .sum(),
+        }
+    }
+
+    /// A pending re-partition of GPU `g` (a job left) decided by the learned policy: applied
+    /// now, deferred to a later round (kept pending), or dropped (nothing to gain, or the rule
+    /// declines and the policy agrees, as ours drops it).
+    fn learned_repartition(&mut self, decider: &mut dyn Decide, c: &mut Cluster, g: usize, now: f64) {
+        let jobs = self.opt_jobs(c, g, now);
+        let current = c.gpus[g].layout.clone();
+        let free = Options {
+            cost_aware: false,
+            ..self.options.clone()
+        };
+        let (Ok(best), Ok(gated)) = (
+            optimizer::plan(c.model, &jobs, &current, &free),
+            optimizer::plan(c.model, &jobs, &current, &self.options),
+        ) else {
+            return;
+        };
+        if best.is_noop() {
+            return;
+        }
+        let slowdown = |assign: &mut dyn Iterator<Item = (usize, Instance)>| -> f64 {
+            let mut sum = 0.0;
+            for (ji, inst) in assign {
+                sum += jobs[ji]
+                    .perf
+                    .speed_on(c.model, inst.profile as usize)
+                    .map_or(1e3, |s| 1.0 / s.max(1e-3));
+            }
+            sum / jobs.len().max(1) as f64
+        };
+        let now_cost = slowdown(
+            &mut jobs
+                .iter()
+                .enumerate()
+                .filter_map(|(i, j)| j.current.map(|inst| (i, inst))),
+        );
+        let after = slowdown(&mut best.assignment.iter().copied());
+        let attained: Vec<f64> = jobs.iter().map(|j| j.remaining_s.unwrap_or(0.0)).collect();
+        let n = attained.len().max(1) as f64;
+        let total: u32 = current
+            .instances()
+            .iter()
+            .map(|i| c.model.profiles[i.profile as usize].compute_slices as u32)
+            .sum();
+        let used: u32 = jobs
+            .iter()
+            .filter_map(|j| j.current)
+            .map(|i| c.model.profiles[i.profile as usize].compute_slices as u32)
+            .sum();
+        let view = rl::RepartitionView {
+            jobs: jobs.len(),
+            saved: (now_cost - after).max(0.0),
+            restart_s: best.restart.iter().map(|&i| jobs[i].restart_s).sum(),
+            mean_attained_s: attained.iter().sum::<f64>() / n,
+            min_attained_s: attained.iter().copied().fold(f64::INFINITY, f64::min).min(1e9),
+            since_reconfig_s: c.gpus[g].checkpointed_at.map(|t| now - t),
+            idle_slices: total.saturating_sub(used),
+            rule_applies: !gated.is_noop(),
+        };
+        let obs = rl::Observation::repartition(&Self::queue_view(c, None, now), &view);
+        match decider.decide(&obs, now) {
+            Choice::Apply if view.rule_applies => self.apply(c, g, now, &gated, now),
+            Choice::Apply => self.apply(c, g, now, &best, now),
+            _ if view.rule_applies => {
+                self.bubbles.insert(g);
+            }
+            _ => {}
+        }
+    }
+
+    /// Decisions the learned policy took, and how many fell back to the rule.
+    pub fn decisions(&self) -> (u64, u64) {
+        self.decider.as_ref().map_or((0, 0), |d| d.counts())
     }
 
     /// Learning from runs: job `j` runs on `inst`.
@@ -442,6 +584,10 @@ impl Miso {
         // Candidates least-loaded first (lowest index on a tie), produced lazily: MISO takes the
         // first the optimizer confirms, Ours the best gain among each group of SHORTLIST.
         let most = c.model.compute_slices as usize;
+        // The learned decider, if any, is held apart while the candidates borrow the policy.
+        let mut decider = self.decider.take();
+        let learned = self.mode == MisoMode::Ours;
+        let mut waits = false;
         let cr: &Cluster = c;
         let mut ordered = (0..=most)
             .flat_map(|k| {
@@ -462,6 +608,20 @@ impl Miso {
                     if chunk.is_empty() {
                         break;
                     }
+                    if let Some(d) = decider.as_deref_mut().filter(|_| learned) {
+                        // Learned: join one of this shortlist's feasible GPUs, or wait.
+                        match self.decide(d, cr, j, &chunk, now) {
+                            Some(Some(g)) => {
+                                chosen = Some(g);
+                                break;
+                            }
+                            Some(None) => {
+                                waits = true;
+                                break;
+                            }
+                            None => continue, // none feasible here
+                        }
+                    }
                     let states: Vec<optimizer::GpuState> = chunk
                         .iter()
                         .map(|&g| optimizer::GpuState {
@@ -481,6 +641,10 @@ impl Miso {
                 chosen
             }
         };
+        self.decider = decider;
+        if waits {
+            return false;
+        }
         let Some(g) = chosen else { return false };
         let alone = c.gpus[g].jobs.is_empty();
         c.start(j, g, now);
@@ -888,6 +1052,13 @@ impl Policy for Miso {
                 c.gpus[g].layout = Layout::new(vec![whole_instance(c.model)]);
                 c.gpus[g].reconfigurations += 1;
                 continue;
+            }
+            if self.mode == MisoMode::Ours {
+                if let Some(mut d) = self.decider.take() {
+                    self.learned_repartition(d.as_mut(), c, g, now);
+                    self.decider = Some(d);
+                    continue;
+                }
             }
             self.replan(c, g, now, now, false);
         }

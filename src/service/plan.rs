@@ -470,11 +470,13 @@ pub(crate) fn layout_view(
 /// simulator's MISO policy uses the same `choose_gpu`), then plan each chosen GPU. A job whose
 /// speeds are unknown joins the GPU with the fewest jobs and that GPU profiles its mix. GPUs in
 /// a profiling phase or running 7 jobs take no new job. Returns one entry per job.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn schedule(
     st: &Store,
     active: Option<&(String, Predictor)>,
     ids: &[String],
     how: optimizer::Placement,
+    learned: Option<&crate::policy::rl::PolicyModel>,
     opts: &Options,
     profile: &ProfileSettings,
 ) -> Result<Vec<Value>, Refusal> {
@@ -494,7 +496,7 @@ pub(crate) fn schedule(
         }
     }
     let mut out = Vec::new();
-    for id in ids {
+    for (k, id) in ids.iter().enumerate() {
         let Some((body, state)) = st.job(id)? else {
             continue;
         };
@@ -550,7 +552,16 @@ pub(crate) fn schedule(
                 Some(Ok((j, _))) => {
                     let states: Vec<optimizer::GpuState> =
                         gpus.iter().map(|(_, _, g)| g.clone()).collect();
-                    optimizer::choose_gpu(&states, &j, how, opts)
+                    match learned {
+                        Some(p) => match learned_choice(p, &states, &j, opts, ids.len() - k) {
+                            Some(g) => Some(g),
+                            None => {
+                                out.push(json!({"id": id, "queued": "the learned policy waits for a better moment"}));
+                                continue;
+                            }
+                        },
+                        None => optimizer::choose_gpu(&states, &j, how, opts),
+                    }
                 }
                 Some(Err(e)) => {
                     out.push(json!({"id": id, "queued": e.message()}));
@@ -579,6 +590,48 @@ pub(crate) fn schedule(
     }
     Ok(out)
 }
+
+/// The learned policy's GPU for job `j` among `states` (its shortlist: the [`SHORTLIST`]
+/// least-loaded GPUs that can take it, as the simulator's), `None` when it waits; the rule
+/// (best gain) when the observation is outside the policy's training range.
+fn learned_choice(
+    p: &crate::policy::rl::PolicyModel,
+    states: &[optimizer::GpuState],
+    j: &OptJob,
+    opts: &Options,
+    waiting: usize,
+) -> Option<usize> {
+    use crate::policy::rl;
+    let mut order: Vec<usize> = (0..states.len()).collect();
+    order.sort_by_key(|&g| (states[g].jobs.len(), g));
+    let feasible: Vec<usize> = order
+        .into_iter()
+        .filter(|&g| {
+            let mut jobs = states[g].jobs.clone();
+            jobs.push(j.clone());
+            optimizer::optimize(states[g].gpu, &jobs, &states[g].layout, opts).is_ok()
+        })
+        .take(SHORTLIST)
+        .collect();
+    let short: Vec<optimizer::GpuState> = feasible.iter().map(|&g| states[g].clone()).collect();
+    let cands = rl::candidates(&short, j, opts, &vec![None; short.len()]);
+    let q = rl::QueueView {
+        waiting: waiting.max(1),
+        head_min_kind: crate::policy::min_kind(&j.perf).unwrap_or(0),
+        head_wait_s: 0.0,
+        idle_gpus: states.iter().filter(|s| s.jobs.is_empty()).count(),
+        gpus: states.len(),
+        running: states.iter().map(|s| s.jobs.len()).sum(),
+    };
+    let obs = rl::Observation::new(&q, cands);
+    match p.decide(&obs).0 {
+        rl::Choice::Join(i) => obs.candidates.get(i).map(|c| feasible[c.gpu]),
+        _ => None,
+    }
+}
+
+/// Candidate GPUs the learned policy chooses among (the simulator's shortlist).
+const SHORTLIST: usize = crate::policy::rl::TOP_K;
 
 /// GPU `idx` of a registered node, and its model.
 pub(crate) fn node_gpu(

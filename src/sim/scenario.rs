@@ -106,11 +106,13 @@ impl<'a> Env<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     #[error(
-        "unknown policy `{0}` (allowed: all, nopart, static, static-best, mps, miso, oracle, ours)"
+        "unknown policy `{0}` (allowed: all, nopart, static, static-best, mps, miso, oracle, ours, rl, rl:DIR)"
     )]
     UnknownPolicy(String),
     #[error("predictor: {0}")]
     Predictor(String),
+    #[error("learned policy: {0}")]
+    Policy(String),
     #[error(transparent)]
     Sim(#[from] SimError),
 }
@@ -130,7 +132,8 @@ pub fn default_static_layout(model: &'static GpuModel) -> Layout {
         .unwrap_or_default()
 }
 
-fn miso(env: &Env, label: &str, speeds: Speeds, ours: bool) -> Miso {
+/// MISO (`ours` false), Oracle (true speeds) or Ours (`ours` true) with the run's settings.
+pub fn miso(env: &Env, label: &str, speeds: Speeds, ours: bool) -> Miso {
     let f = &env.fidelity;
     let options = if ours {
         Options {
@@ -211,6 +214,16 @@ pub fn run_named(
         "miso" => Box::new(miso(env, "miso", predicted()?, false)),
         "oracle" => Box::new(miso(env, "oracle", Speeds::True, false)),
         "ours" => Box::new(miso(env, "ours", predicted()?, true)),
+        spec if spec == "rl" || spec.starts_with("rl:") => {
+            // Ours with the learned decision (the rule outside its training range).
+            let model = crate::policy::rl::PolicyModel::from_spec(spec)
+                .map_err(|e| ScenarioError::Policy(e.to_string()))?;
+            let mut m = miso(env, spec, predicted()?, true);
+            m.decider = Some(Box::new(crate::policy::rl::Greedy::new(
+                std::sync::Arc::new(model),
+            )));
+            Box::new(m)
+        }
         "static-best" => {
             let mut best: Option<(Outcome, String)> = None;
             for l in maximal(env.model, &env.model.profile_set(false)) {

@@ -264,7 +264,8 @@ pub(super) struct ScheduleBody {
     /// Jobs to place, in order (left out: every queued job, oldest first).
     #[serde(default)]
     jobs: Option<Vec<String>>,
-    /// fewest-jobs (MISO's rule, default) or best-gain.
+    /// fewest-jobs (MISO's rule, the default), best-gain, or rl (the learned policy; the
+    /// default when the controller runs with `--scheduler rl`).
     #[serde(default)]
     placement: Option<String>,
     #[serde(default)]
@@ -287,10 +288,20 @@ pub(super) async fn schedule(
     b: Result<Json<ScheduleBody>, JsonRejection>,
 ) -> ApiResult {
     let r = body(b)?;
-    let how = match r.placement.as_deref().unwrap_or("fewest-jobs") {
-        "fewest-jobs" => optimizer::Placement::FewestJobs,
-        "best-gain" => optimizer::Placement::BestGain,
-        p => return Err(bad(format!("placement: `{p}` (fewest-jobs or best-gain)"))),
+    let default = if s.scheduler.is_some() { "rl" } else { "fewest-jobs" };
+    let (how, learned) = match r.placement.as_deref().unwrap_or(default) {
+        "fewest-jobs" => (optimizer::Placement::FewestJobs, None),
+        "best-gain" => (optimizer::Placement::BestGain, None),
+        "rl" => match &s.scheduler {
+            Some(p) => (optimizer::Placement::BestGain, Some(p.clone())),
+            None => {
+                return Err(bad(
+                    "placement: `rl` needs a controller started with `miso serve --scheduler rl`"
+                        .to_string(),
+                ))
+            }
+        },
+        p => return Err(bad(format!("placement: `{p}` (fewest-jobs, best-gain or rl)"))),
     };
     let prof = profile_settings(r.profile_seconds, r.profile_levels)?;
     let opts = options(r.objective, r.spare, r.cost_aware);
@@ -305,7 +316,9 @@ pub(super) async fn schedule(
             .filter_map(|j| j["id"].as_str().map(str::to_string))
             .collect(),
     };
-    let placed = blocking(|| plan::schedule(&st, active.as_ref(), &ids, how, &opts, &prof))?;
+    let placed = blocking(|| {
+        plan::schedule(&st, active.as_ref(), &ids, how, learned.as_deref(), &opts, &prof)
+    })?;
     Ok(Json(api::Scheduled { jobs: placed }).into_response())
 }
 

@@ -45,6 +45,8 @@ pub struct Config {
     pub header_timeout: std::time::Duration,
     /// What the active model gives the planner as a profiled job's speeds.
     pub estimate: crate::predictor::Estimate,
+    /// The learned scheduling policy `/v1/schedule` uses by default (`--scheduler rl`).
+    pub scheduler: Option<Arc<crate::policy::rl::PolicyModel>>,
 }
 
 pub(super) struct AppState {
@@ -56,6 +58,8 @@ pub(super) struct AppState {
     active: Mutex<Option<(String, crate::predictor::Predictor)>>,
     /// The speed estimate every activated model is set to answer with.
     estimate: crate::predictor::Estimate,
+    /// The learned scheduling policy (`--scheduler rl`), else the rules.
+    scheduler: Option<Arc<crate::policy::rl::PolicyModel>>,
     token: Option<String>,
     open_reads: bool,
     /// Replies by (route pattern, HTTP status), counted in one place (`observe`).
@@ -475,6 +479,7 @@ pub fn router(store: Store, cfg: &Config) -> Result<Router, String> {
         models_dir: cfg.models.clone(),
         active: Mutex::new(None),
         estimate: cfg.estimate,
+        scheduler: cfg.scheduler.clone(),
         token: cfg.token.clone(),
         open_reads: cfg.open_reads,
         requests: Mutex::new(BTreeMap::new()),
@@ -651,6 +656,7 @@ mod tests {
             models_dir: std::env::temp_dir(),
             active: Mutex::new(None),
             estimate: crate::predictor::Estimate::Point,
+            scheduler: None,
             token: None,
             open_reads: false,
             requests: Mutex::new(BTreeMap::new()),
