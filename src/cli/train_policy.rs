@@ -21,6 +21,7 @@ use super::{at_least, data_dir, print_json, progress, range};
   miso train-policy --out /tmp/p --families miso --iterations 5 --episodes 4
   miso train-policy --evaluate models/policy-default          # held-out table only
   miso train-policy --evaluate rl --json
+  miso train-policy --probe                                   # how much room the decisions leave
 
 The policy decides, at each arrival and completion, which of the best four GPUs (ranked by the
 optimizer's gain) the job at the head of the queue joins, or whether it waits; layouts and
@@ -33,7 +34,7 @@ The folder gets model.json (recipe, data fingerprint, seed, input ranges, metric
 held-out table), weights.json, curve.csv and curve.svg (the learning curve).")]
 pub struct TrainPolicyArgs {
     /// Folder to write the trained policy to.
-    #[arg(long, required_unless_present = "evaluate", conflicts_with = "evaluate")]
+    #[arg(long, required_unless_present_any = ["evaluate", "probe"], conflicts_with = "evaluate")]
     out: Option<PathBuf>,
     /// Evaluate this policy folder (or `rl`, the built-in one) on the held-out traces; no
     /// training.
@@ -76,6 +77,11 @@ pub struct TrainPolicyArgs {
     /// baseline) instead of GAE over the critic.
     #[arg(long)]
     paired: bool,
+    /// No training: run scripted deviations from the rule (second-best gain, fewest jobs,
+    /// waiting, re-partitioning always or later, ...) on the training traces and print how
+    /// each compares with the rule — the room the learned decisions have.
+    #[arg(long, conflicts_with_all = ["out", "evaluate"])]
+    probe: bool,
     /// Skip the held-out evaluation after training.
     #[arg(long)]
     no_evaluate: bool,
@@ -142,6 +148,44 @@ pub fn run(a: TrainPolicyArgs) -> Result<()> {
         None => Predictor::builtin().map_err(|e| e.to_string()),
     };
     let model = gpu::gpu("A100-40GB").map_err(anyhow::Error::msg)?;
+    if a.probe {
+        let eps = sets.train.clone();
+        let bar = if a.json {
+            indicatif::ProgressBar::hidden()
+        } else {
+            progress((eps.len() * (rl::PROBES.len() + 1)) as u64, "probe", "runs")
+        };
+        let b = bar.clone();
+        let rows = rl::probe(&eps, model, &data, &loader, a.threads, &move || b.inc(1))
+            .map_err(anyhow::Error::msg)?;
+        bar.finish_and_clear();
+        if a.json {
+            return print_json(&serde_json::json!({ "probes": rows }));
+        }
+        let fams: Vec<String> = rows
+            .first()
+            .map(|r| r.vs_ours_pct.iter().map(|(f, _)| f.clone()).collect())
+            .unwrap_or_default();
+        print!("{:<22}", "probe (vs ours)");
+        for f in &fams {
+            print!(" {f:>10}");
+        }
+        println!(" {:>9} {:>9} {:>16}", "best", "worst", "deviations");
+        for r in &rows {
+            print!("{:<22}", r.probe);
+            for (_, v) in &r.vs_ours_pct {
+                print!(" {:>9.2}%", v);
+            }
+            println!(
+                " {:>8.2}% {:>8.2}% {:>16}",
+                r.best_pct,
+                r.worst_pct,
+                format!("{}/{}", r.deviations, r.decisions)
+            );
+        }
+        println!("average JCT of each scripted policy against the rule (ours) on the same training trace, mean per family (negative = better); best/worst: its best and worst trace; deviations: decisions unlike the rule's / all.");
+        return Ok(());
+    }
 
     let (policy, curve, dir) = if let Some(spec) = &a.evaluate {
         let spec = if spec == "rl" { "rl".to_string() } else { format!("rl:{spec}") };

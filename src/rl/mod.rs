@@ -906,3 +906,136 @@ pub fn curve_csv(curve: &[CurvePoint]) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// Scripted deviations from the rule, to measure how much room the learned decisions have:
+/// each is run on traces and compared with the rule (ours) on the same trace.
+pub const PROBES: [&str; 8] = [
+    "second-best-gain",
+    "worst-gain",
+    "fewest-jobs",
+    "most-attained",
+    "wait-if-3-jobs",
+    "wait-always",
+    "repartition-always",
+    "repartition-deferred",
+];
+
+/// A scripted decider (see [`PROBES`]); counts its decisions and its deviations from the rule.
+struct Scripted {
+    probe: &'static str,
+    counts: Arc<Mutex<(u64, u64)>>,
+}
+
+impl Decide for Scripted {
+    fn decide(&mut self, o: &Observation, _now: f64) -> Choice {
+        let rule = rl::rule(o);
+        let n = o.candidates.len();
+        let c = if o.kind == rl::Kind::Repartition {
+            match self.probe {
+                "repartition-always" => Choice::Apply,
+                // Deferred while the rule would apply: a GPU is re-partitioned only when a new
+                // job arrives on it.
+                "repartition-deferred" => Choice::Defer,
+                _ => rule,
+            }
+        } else if n == 0 {
+            rule
+        } else {
+            let by = |key: &dyn Fn(usize) -> f64| {
+                (0..n)
+                    .min_by(|&a, &b| key(a).total_cmp(&key(b)).then(a.cmp(&b)))
+                    .unwrap_or(0)
+            };
+            match self.probe {
+                "second-best-gain" => Choice::Join(1.min(n - 1)),
+                "worst-gain" => Choice::Join(n - 1),
+                "fewest-jobs" => Choice::Join(by(&|i| o.candidates[i].jobs as f64)),
+                "most-attained" => Choice::Join(by(&|i| -o.candidates[i].mean_attained_s)),
+                "wait-if-3-jobs" if o.wait_allowed && o.candidates[0].jobs >= 3 => Choice::Wait,
+                "wait-always" if o.wait_allowed => Choice::Wait,
+                _ => rule,
+            }
+        };
+        if let Ok(mut k) = self.counts.lock() {
+            k.0 += 1;
+            k.1 += u64::from(c != rule);
+        }
+        c
+    }
+}
+
+/// One probe's result: per family, its average JCT against the rule's (%, mean over traces).
+#[derive(Clone, Debug, Serialize)]
+pub struct ProbeRow {
+    pub probe: String,
+    pub vs_ours_pct: Vec<(String, f64)>,
+    /// Its best and worst trace against the rule (%).
+    pub best_pct: f64,
+    pub worst_pct: f64,
+    pub deviations: u64,
+    pub decisions: u64,
+}
+
+/// Run every probe and the rule on `eps`. `tick` after each (probe, trace).
+pub fn probe(
+    eps: &[Episode],
+    model: &'static GpuModel,
+    data: &Dataset,
+    loader: &(dyn Fn() -> Result<Predictor, String> + Sync),
+    threads: usize,
+    tick: &(dyn Fn() + Sync),
+) -> Result<Vec<ProbeRow>, String> {
+    let mut workers: Vec<Worker> = (0..threads.max(1))
+        .map(|_| Worker::new(data, loader))
+        .collect();
+    let rule: Vec<f64> = par_map(eps, threads, &mut workers, &|w, _, e| {
+        let r = w.run(model, e, None, false).map(|r| r.1);
+        tick();
+        r
+    })?;
+    let mut families: Vec<String> = Vec::new();
+    for e in eps {
+        if !families.contains(&e.family) {
+            families.push(e.family.clone());
+        }
+    }
+    let mut rows = Vec::new();
+    for p in PROBES {
+        let counts = Arc::new(Mutex::new((0u64, 0u64)));
+        let jct: Vec<f64> = par_map(eps, threads, &mut workers, &|w, _, e| {
+            let d = Scripted {
+                probe: p,
+                counts: counts.clone(),
+            };
+            let r = w.run(model, e, Some(Box::new(d)), false).map(|r| r.1);
+            tick();
+            r
+        })?;
+        let rel: Vec<f64> = jct
+            .iter()
+            .zip(&rule)
+            .map(|(j, r)| 100.0 * (j / r.max(1e-9) - 1.0))
+            .collect();
+        let (decisions, deviations) = counts.lock().map(|c| *c).unwrap_or((0, 0));
+        rows.push(ProbeRow {
+            probe: p.into(),
+            vs_ours_pct: families
+                .iter()
+                .map(|f| {
+                    let v: Vec<f64> = eps
+                        .iter()
+                        .zip(&rel)
+                        .filter(|(e, _)| &e.family == f)
+                        .map(|(_, r)| *r)
+                        .collect();
+                    (f.clone(), mean_sd(&v).0)
+                })
+                .collect(),
+            best_pct: rel.iter().copied().fold(f64::INFINITY, f64::min),
+            worst_pct: rel.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            deviations,
+            decisions,
+        });
+    }
+    Ok(rows)
+}
