@@ -1256,6 +1256,50 @@ fn a_new_job_is_profiled_by_the_agent_under_mps_then_planned_and_run() {
 }
 
 #[test]
+fn schedule_with_the_learned_policy() {
+    // Without --scheduler rl, `placement: rl` is refused and names the flag.
+    let dir = tmpdir("schedule-rules");
+    let s = start(&dir);
+    let (c, b) = req(&s, "POST", "/v1/schedule", Some(TOKEN), Some(r#"{"placement":"rl"}"#));
+    assert_eq!(c, 400, "{b}");
+    assert!(b.contains("--scheduler rl"), "{b}");
+    drop(s);
+    std::fs::remove_dir_all(&dir).ok();
+    // With it, /v1/schedule uses the learned policy by default: known jobs spread over the
+    // two idle GPUs first (an empty GPU never makes the head job wait).
+    let dir = tmpdir("schedule-rl");
+    let s = start_with(&dir, &["--scheduler", "rl"]);
+    assert_eq!(
+        agent(&s, &dir, &["--once", "--sim-gpus", "2"])
+            .wait()
+            .unwrap()
+            .code(),
+        Some(0)
+    );
+    for (id, w) in [("a", "bert_train8"), ("b", "resnet_train64"), ("c", "cyclegan_train4")] {
+        let b = serde_json::json!({"id": id, "workload": w});
+        assert_eq!(
+            req(&s, "POST", "/v1/jobs", Some(TOKEN), Some(&b.to_string())).0,
+            201
+        );
+    }
+    let (c, b) = req(&s, "POST", "/v1/schedule", Some(TOKEN), Some("{}"));
+    assert_eq!(c, 200, "{b}");
+    let v = json(&b);
+    let jobs = v["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 3, "{b}");
+    let at: Vec<Option<u64>> = jobs.iter().map(|j| j["index"].as_u64()).collect();
+    assert!(at[0].is_some() && at[1].is_some() && at[0] != at[1], "{b}");
+    // The third is placed (or left queued by the policy, with the reason).
+    assert!(
+        jobs[2]["index"].is_u64() || jobs[2]["queued"].as_str().is_some_and(|q| q.contains("waits")),
+        "{b}"
+    );
+    drop(s);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn schedule_places_queued_jobs_across_gpus_with_the_optimizers_rule() {
     let dir = tmpdir("schedule");
     let s = start(&dir);

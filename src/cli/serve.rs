@@ -75,6 +75,14 @@ pub struct ServeArgs {
 }
 
 pub fn run(a: ServeArgs) -> Result<()> {
+    // The learned policy first: a bad folder is an error before anything else is set up.
+    let scheduler = match a.scheduler.as_str() {
+        "rules" => None,
+        spec if spec == "rl" || spec.starts_with("rl:") => Some(std::sync::Arc::new(
+            miso::policy::rl::PolicyModel::from_spec(spec).context("--scheduler")?,
+        )),
+        other => bail!("--scheduler: `{other}` (rules, rl or rl:DIR)"),
+    };
     let token = match (&a.token_file, a.insecure_no_auth) {
         (Some(f), _) => {
             let t = std::fs::read_to_string(f)
@@ -121,13 +129,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
         tls,
         header_timeout: std::time::Duration::from_secs_f64(a.header_timeout_s),
         estimate: a.estimate.parse().map_err(anyhow::Error::msg)?,
-        scheduler: match a.scheduler.as_str() {
-            "rules" => None,
-            spec if spec == "rl" || spec.starts_with("rl:") => Some(std::sync::Arc::new(
-                miso::policy::rl::PolicyModel::from_spec(spec).context("--scheduler")?,
-            )),
-            other => bail!("--scheduler: `{other}` (rules, rl or rl:DIR)"),
-        },
+        scheduler,
     };
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(miso::service::serve(cfg, |addr| {
