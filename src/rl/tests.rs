@@ -113,3 +113,28 @@ fn rewards_integrate_jobs_in_system() {
     // Raw −5 then −20, scaled to a mean magnitude of 1.
     assert!((w[0] + 0.4).abs() < 1e-6 && (w[1] + 1.6).abs() < 1e-6, "{w:?}");
 }
+
+#[test]
+fn a_decider_that_follows_the_rule_is_ours_exactly() {
+    let ds = dataset();
+    let model = crate::gpu::gpu("A100-40GB").unwrap();
+    let loader = || Predictor::builtin().map_err(|e| e.to_string());
+    let sets = episodes(&TraceFiles::default()).unwrap();
+    for e in sets.heldout.iter().take(2).chain(sets.train.iter().rev().take(1)) {
+        let env = Env {
+            seed: e.seed,
+            ..Env::artifact(model, e.gpus, &ds, &loader)
+        };
+        let (ours, _) = scenario::run_named("ours", &e.trace, &env, &mut |_| {}).unwrap();
+        let counts = Arc::new(Mutex::new((0, 0)));
+        let mut w = Worker::new(&ds, &loader);
+        let d = Scripted {
+            probe: "the rule",
+            counts: counts.clone(),
+        };
+        let (_, avg) = w.run(model, e, Some(Box::new(d)), false).unwrap();
+        assert_eq!(avg, ours.metrics.avg_jct_s, "{}", e.name);
+        let (decisions, deviations) = *counts.lock().unwrap();
+        assert!(decisions > 0 && deviations == 0);
+    }
+}
