@@ -512,7 +512,21 @@ pub fn run(a: SimulateArgs) -> Result<()> {
             .iter()
             .filter_map(|(o, d)| d.as_ref().map(|d| format!("{}: {d}", o.policy)))
             .collect();
-        sim::report::write(dir, &title, &params, &details, &os, a.gpus)
+        // A learned policy's learning curve (stored with it) goes into the report too.
+        let mut figures = Vec::new();
+        for p in setup.policies.iter().filter(|p| *p == "rl" || p.starts_with("rl:")) {
+            let m = miso::policy::rl::PolicyModel::from_spec(p)?;
+            let curve: Vec<miso::rl::CurvePoint> =
+                serde_json::from_value(m.meta.metrics["curve"].clone()).unwrap_or_default();
+            if !curve.is_empty() {
+                figures.push(sim::report::Figure {
+                    heading: format!("Learning curve of {p} ({})", m.meta.name),
+                    file: format!("curve_{}.svg", figures.len()),
+                    svg: miso::rl::curve_svg(&curve).map_err(anyhow::Error::msg)?,
+                });
+            }
+        }
+        sim::report::write(dir, &title, &params, &details, &os, a.gpus, &figures)
             .with_context(|| format!("cannot write the report to {}", dir.display()))?;
     }
     if a.json {

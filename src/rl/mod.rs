@@ -405,7 +405,7 @@ fn rewards(r: &Rollout, gamma: f32) -> Vec<f32> {
 }
 
 /// One point of the learning curve.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct CurvePoint {
     pub iteration: usize,
     /// Mean training-episode reward (−∫ jobs in system dt = −total JCT) in units of the rule's
@@ -702,6 +702,7 @@ pub fn train(
             "best_iteration": best_iteration,
             "validation_vs_ours_pct": curve.get(best_iteration).map(|p| p.validation_vs_ours_pct),
             "training_episodes": sets.train.len(),
+            "curve": curve,
         }),
     };
     Ok(Trained {

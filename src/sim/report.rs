@@ -292,7 +292,15 @@ pub fn occupancy_svg(o: &Outcome, gpus: usize, end: f64) -> Result<String, Strin
     Ok(svg)
 }
 
-/// Write `index.html`, `jct_cdf.svg`, `stp.svg` and `occupancy_<policy>.svg` into `dir`.
+/// A chart made elsewhere (a learned policy's learning curve): heading, file name, SVG.
+pub struct Figure {
+    pub heading: String,
+    pub file: String,
+    pub svg: String,
+}
+
+/// Write `index.html`, `jct_cdf.svg`, `stp.svg`, `occupancy_<policy>.svg` and the extra
+/// figures into `dir`.
 pub fn write(
     dir: &Path,
     title: &str,
@@ -300,6 +308,7 @@ pub fn write(
     details: &[String],
     outcomes: &[Outcome],
     gpus: usize,
+    extra: &[Figure],
 ) -> std::io::Result<()> {
     let io = |e: String| std::io::Error::other(e);
     std::fs::create_dir_all(dir)?;
@@ -343,6 +352,15 @@ restarts = checkpoint/restarts per job.</p>",
             html,
             "<p><img src={f} alt=\"occupancy of {}\"></p>",
             esc(&o.policy)
+        );
+    }
+    for f in extra {
+        let file = f.file.replace(|c: char| !c.is_ascii_alphanumeric() && c != '.', "_");
+        std::fs::write(dir.join(&file), &f.svg)?;
+        let _ = write!(
+            html,
+            "<h2>{0}</h2><p><img src={file} alt=\"{0}\"></p>",
+            esc(&f.heading)
         );
     }
     std::fs::write(dir.join("index.html"), html)
