@@ -71,7 +71,7 @@ pub struct Miso {
     /// GPUs that may hold an idle instance (a job left), to re-partition when nothing waits.
     bubbles: std::collections::BTreeSet<usize>,
     /// Predicted speeds per measured mix (sorted workloads), in that order.
-    predictions: Predictions,
+    predictions: std::collections::HashMap<Vec<usize>, Vec<Option<JobPerf>>>,
     /// What the optimizer is given as predicted speeds (point, expected, interval's worst).
     pub objective: Estimate,
     /// Learn from runs: each finished job's measured speed on every profile kind it ran on
@@ -87,11 +87,9 @@ pub struct Miso {
     pub decider: Option<Box<dyn Decide>>,
 }
 
-/// Predicted speeds per measured mix (sorted workloads), in that order.
-pub type Predictions = std::collections::HashMap<Vec<usize>, Vec<Option<JobPerf>>>;
-
-/// Ours asks the optimizer about this many least-loaded GPUs per placement (scale).
-const SHORTLIST: usize = 4;
+/// Ours asks the optimizer about this many least-loaded GPUs per placement (scale); the learned
+/// policy chooses among the same shortlist.
+const SHORTLIST: usize = rl::TOP_K;
 
 /// The artifact's 18 A100 partitions (`partition_code.json`: compute slices per GPU), used by
 /// its `update_max_allowed` rule only (the layouts themselves come from the exact optimizer).
@@ -154,16 +152,6 @@ impl Miso {
             unharvested: Vec::new(),
             decider: None,
         }
-    }
-
-    /// The predictions made so far (per measured mix), to hand to a later run with the same
-    /// MPS source and predictor (a trainer's episodes).
-    pub fn take_predictions(&mut self) -> Predictions {
-        std::mem::take(&mut self.predictions)
-    }
-
-    pub fn set_predictions(&mut self, p: Predictions) {
-        self.predictions = p;
     }
 
     /// The learned decision for the head job `j` among the shortlist `chunk` (available GPUs,

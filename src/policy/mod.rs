@@ -20,7 +20,7 @@ use crate::optimizer::restart_s_for_model;
 use crate::perf::{self, JobPerf, KINDS, KIND_SLICES};
 
 pub use baselines::{MpsOnly, MpsPlacement, NoPart, Static, StaticBest};
-pub use miso::{Miso, MisoMode, Predictions, Speeds};
+pub use miso::{Miso, MisoMode, Speeds};
 pub use mps_source::{MpsSource, MpsSpeeds};
 
 /// One job known to the cluster.

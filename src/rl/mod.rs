@@ -20,7 +20,7 @@ use crate::gpu::GpuModel;
 use crate::policy::rl::{
     self, Choice, Decide, Greedy, Observation, PolicyMeta, PolicyModel, ACTIONS, INPUTS,
 };
-use crate::policy::{Miso, Policy, Predictions, Speeds};
+use crate::policy::{Miso, Policy, Speeds};
 use crate::predictor::{Dataset, Predictor};
 use crate::sim::scenario::{self, Env};
 use crate::sim::trace::{self, Format, LoadOptions, TraceJob};
@@ -203,16 +203,16 @@ pub struct TrainConfig {
     pub episodes: usize,
     pub hidden: usize,
     pub lr: f64,
-    pub clip: f32,
+    pub clip: f64,
     pub epochs: usize,
     pub batch: usize,
-    pub gamma: f32,
-    pub lambda: f32,
-    pub entropy: f32,
+    pub gamma: f64,
+    pub lambda: f64,
+    pub entropy: f64,
     /// Epochs of cloning the rule before PPO (0: start from random weights).
     pub clone_epochs: usize,
     /// Share of the cloned target spread over every valid action (exploration at the start).
-    pub clone_smoothing: f32,
+    pub clone_smoothing: f64,
     pub seed: u64,
     /// Worker threads for episodes (results do not depend on it).
     pub threads: usize,
@@ -309,11 +309,10 @@ struct Rollout {
     avg_jct_s: f64,
 }
 
-/// Per worker: its predictor and the predictions made so far (per MPS seed).
+/// Per worker: its predictor (loaded once, reused by its runs).
 struct Worker<'a> {
     data: &'a Dataset,
     predictor: Option<Box<Predictor>>,
-    cache: std::collections::HashMap<u64, Predictions>,
     loader: &'a (dyn Fn() -> Result<Predictor, String> + Sync),
 }
 
@@ -322,18 +321,17 @@ impl<'a> Worker<'a> {
         Worker {
             data,
             predictor: None,
-            cache: Default::default(),
             loader,
         }
     }
 
-    /// Run `e` under Ours with `decider` (None: the rule); keep predictions when `share`.
+    /// Run `e` under Ours with `decider` (None: the rule), as a fresh run (its own MPS source
+    /// and predictions: the result does not depend on what the worker ran before).
     fn run(
         &mut self,
         model: &'static GpuModel,
         e: &Episode,
         decider: Option<Box<dyn Decide>>,
-        share: bool,
     ) -> Result<(Vec<(f64, f64)>, f64), String> {
         let predictor = match self.predictor.take() {
             Some(p) => p,
@@ -346,13 +344,7 @@ impl<'a> Worker<'a> {
         };
         let mut m = scenario::miso(&env, "rl", Speeds::Predicted { predictor }, true);
         m.decider = decider;
-        if share {
-            m.set_predictions(self.cache.remove(&e.seed).unwrap_or_default());
-        }
         let out = run_policy(&mut m, e, model, &env);
-        if share {
-            self.cache.insert(e.seed, m.take_predictions());
-        }
         if let Speeds::Predicted { predictor } = m.speeds {
             self.predictor = Some(predictor);
         }
@@ -502,15 +494,15 @@ pub fn train(
         &sets.validate,
         threads,
         &mut workers,
-        &|w, _, e| w.run(model, e, None, false).map(|r| r.1),
+        &|w, _, e| w.run(model, e, None).map(|r| r.1),
     )?;
     let (mut actor, mut critic, mut opt_a, mut opt_c, device) = ppo::init(cfg.hidden, cfg.seed);
     let settings = PpoSettings {
         lr: cfg.lr,
-        clip: cfg.clip,
+        clip: cfg.clip as f32,
         epochs: cfg.epochs,
         batch: cfg.batch,
-        entropy: cfg.entropy,
+        entropy: cfg.entropy as f32,
         value_coef: 0.5,
     };
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
@@ -536,7 +528,7 @@ pub fn train(
         todo.sort_unstable();
         todo.dedup();
         let got: Vec<f64> = par_map(&todo, threads, &mut workers, &|w, _, &i| {
-            w.run(model, &sets.train[i], None, false).map(|r| r.1)
+            w.run(model, &sets.train[i], None).map(|r| r.1)
         })?;
         for (&i, v) in todo.iter().zip(got) {
             ours_train[i] = Some(v);
@@ -554,7 +546,7 @@ pub fn train(
                     steps: steps.clone(),
                     greedy: false,
                 };
-                let (jobs, avg) = w.run(model, e, Some(Box::new(d)), false)?;
+                let (jobs, avg) = w.run(model, e, Some(Box::new(d)))?;
                 let steps = steps.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
                 Ok(Rollout {
                     steps,
@@ -566,15 +558,16 @@ pub fn train(
         // Samples with GAE advantages from the critic.
         let mut samples = Vec::new();
         for (r, &pick) in rollouts.iter().zip(&picks) {
-            let rw = rewards(r, cfg.gamma);
+            let rw = rewards(r, cfg.gamma as f32);
             let values: Vec<f32> = r.steps.iter().map(|s| critic_net.score(&s.rows[0])).collect();
             let n = r.steps.len();
             let mut adv = vec![0f32; n];
             let mut gae = 0f32;
             for i in (0..n).rev() {
                 let next = if i + 1 < n { values[i + 1] } else { 0.0 };
-                let delta = rw[i] + cfg.gamma * next - values[i];
-                gae = delta + cfg.gamma * cfg.lambda * gae;
+                let (gamma, lambda) = (cfg.gamma as f32, cfg.lambda as f32);
+                let delta = rw[i] + gamma * next - values[i];
+                gae = delta + gamma * lambda * gae;
                 adv[i] = gae;
             }
             if cfg.paired {
@@ -623,7 +616,7 @@ pub fn train(
                     steps: Arc::new(Mutex::new(Vec::new())),
                     greedy: true,
                 };
-                w.run(model, e, Some(Box::new(d)), false).map(|r| r.1)
+                w.run(model, e, Some(Box::new(d))).map(|r| r.1)
             },
         )?;
         let vs = if val.is_empty() {
@@ -651,7 +644,7 @@ pub fn train(
                 &mut opt_a,
                 &samples,
                 cfg.clone_epochs,
-                cfg.clone_smoothing,
+                cfg.clone_smoothing as f32,
                 &bc,
                 &mut rng,
                 &device,
@@ -990,7 +983,7 @@ pub fn probe(
         .map(|_| Worker::new(data, loader))
         .collect();
     let rule: Vec<f64> = par_map(eps, threads, &mut workers, &|w, _, e| {
-        let r = w.run(model, e, None, false).map(|r| r.1);
+        let r = w.run(model, e, None).map(|r| r.1);
         tick();
         r
     })?;
@@ -1008,7 +1001,7 @@ pub fn probe(
                 probe: p,
                 counts: counts.clone(),
             };
-            let r = w.run(model, e, Some(Box::new(d)), false).map(|r| r.1);
+            let r = w.run(model, e, Some(Box::new(d))).map(|r| r.1);
             tick();
             r
         })?;

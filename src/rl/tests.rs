@@ -132,7 +132,7 @@ fn a_decider_that_follows_the_rule_is_ours_exactly() {
             probe: "the rule",
             counts: counts.clone(),
         };
-        let (_, avg) = w.run(model, e, Some(Box::new(d)), false).unwrap();
+        let (_, avg) = w.run(model, e, Some(Box::new(d))).unwrap();
         assert_eq!(avg, ours.metrics.avg_jct_s, "{}", e.name);
         let (decisions, deviations) = *counts.lock().unwrap();
         assert!(decisions > 0 && deviations == 0);
