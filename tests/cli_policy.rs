@@ -45,8 +45,18 @@ fn train_policy_writes_a_folder_that_simulate_and_evaluate_use() {
     let dir = std::env::temp_dir().join(format!("miso-cli-policy-{}", std::process::id()));
     let d = dir.to_str().unwrap();
     let out = ok(&[
-        "train-policy", "--out", d, "--families", "miso", "--iterations", "2", "--episodes", "2",
-        "--hidden", "8", "--no-evaluate",
+        "train-policy",
+        "--out",
+        d,
+        "--families",
+        "miso",
+        "--iterations",
+        "2",
+        "--episodes",
+        "2",
+        "--hidden",
+        "8",
+        "--no-evaluate",
     ]);
     assert!(String::from_utf8_lossy(&out).contains("kept iteration"));
     for f in ["model.json", "weights.json", "curve.csv", "curve.svg"] {
@@ -57,7 +67,10 @@ fn train_policy_writes_a_folder_that_simulate_and_evaluate_use() {
     assert_eq!(meta["format"], "miso-policy/1");
     assert_eq!(meta["seed"], 1);
     assert_eq!(meta["recipe"]["iterations"], 2);
-    assert!(meta["data_fingerprint"].as_str().unwrap().starts_with("fnv1a64:"));
+    assert!(meta["data_fingerprint"]
+        .as_str()
+        .unwrap()
+        .starts_with("fnv1a64:"));
     let csv = std::fs::read_to_string(dir.join("curve.csv")).unwrap();
     assert_eq!(csv.lines().count(), 4, "header + iterations 0..=2");
     let spec = format!("rl:{d}");
@@ -66,7 +79,12 @@ fn train_policy_writes_a_folder_that_simulate_and_evaluate_use() {
     assert!(v["policies"][&spec]["avg_jct_s"].as_f64().unwrap() > 0.0);
     // Held-out table for that folder (MISO-trace families only).
     let v: serde_json::Value = serde_json::from_slice(&ok(&[
-        "train-policy", "--evaluate", d, "--families", "miso", "--json",
+        "train-policy",
+        "--evaluate",
+        d,
+        "--families",
+        "miso",
+        "--json",
     ]))
     .unwrap();
     let rows = v["heldout"].as_array().unwrap();
@@ -78,7 +96,10 @@ fn train_policy_writes_a_folder_that_simulate_and_evaluate_use() {
 
 #[test]
 fn bad_policies_and_flags_are_refused_with_the_field() {
-    fails(&["simulate", "--policy", "rl:/nonexistent/policy"], "model.json");
+    fails(
+        &["simulate", "--policy", "rl:/nonexistent/policy"],
+        "model.json",
+    );
     let dir = std::env::temp_dir().join(format!("miso-cli-badpolicy-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("model.json"), "{\"format\": 3}").unwrap();
@@ -87,8 +108,14 @@ fn bad_policies_and_flags_are_refused_with_the_field() {
     fails(&["simulate", "--policy", &spec], "model.json");
     fails(&["serve", "--scheduler", &spec], "--scheduler");
     fails(&["serve", "--scheduler", "learned"], "--scheduler");
-    fails(&["train-policy", "--out", "/tmp/x", "--families", "miso,nope"], "nope");
-    fails(&["train-policy", "--out", "/tmp/x", "--iterations", "0"], "--iterations");
+    fails(
+        &["train-policy", "--out", "/tmp/x", "--families", "miso,nope"],
+        "nope",
+    );
+    fails(
+        &["train-policy", "--out", "/tmp/x", "--iterations", "0"],
+        "--iterations",
+    );
     fails(&["train-policy", "--out", "/tmp/x", "--lr", "-1"], "--lr");
     fails(&["train-policy", "--families", "miso"], "--out");
     std::fs::remove_dir_all(&dir).ok();
@@ -96,9 +123,14 @@ fn bad_policies_and_flags_are_refused_with_the_field() {
 
 #[test]
 fn probe_prints_every_scripted_deviation() {
-    let v: serde_json::Value =
-        serde_json::from_slice(&ok(&["train-policy", "--probe", "--families", "miso", "--json"]))
-            .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&ok(&[
+        "train-policy",
+        "--probe",
+        "--families",
+        "miso",
+        "--json",
+    ]))
+    .unwrap();
     let rows = v["probes"].as_array().unwrap();
     assert_eq!(rows.len(), 8);
     for r in rows {

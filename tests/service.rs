@@ -1260,7 +1260,13 @@ fn schedule_with_the_learned_policy() {
     // Without --scheduler rl, `placement: rl` is refused and names the flag.
     let dir = tmpdir("schedule-rules");
     let s = start(&dir);
-    let (c, b) = req(&s, "POST", "/v1/schedule", Some(TOKEN), Some(r#"{"placement":"rl"}"#));
+    let (c, b) = req(
+        &s,
+        "POST",
+        "/v1/schedule",
+        Some(TOKEN),
+        Some(r#"{"placement":"rl"}"#),
+    );
     assert_eq!(c, 400, "{b}");
     assert!(b.contains("--scheduler rl"), "{b}");
     drop(s);
@@ -1276,7 +1282,11 @@ fn schedule_with_the_learned_policy() {
             .code(),
         Some(0)
     );
-    for (id, w) in [("a", "bert_train8"), ("b", "resnet_train64"), ("c", "cyclegan_train4")] {
+    for (id, w) in [
+        ("a", "bert_train8"),
+        ("b", "resnet_train64"),
+        ("c", "cyclegan_train4"),
+    ] {
         let b = serde_json::json!({"id": id, "workload": w});
         assert_eq!(
             req(&s, "POST", "/v1/jobs", Some(TOKEN), Some(&b.to_string())).0,
@@ -1292,7 +1302,10 @@ fn schedule_with_the_learned_policy() {
     assert!(at[0].is_some() && at[1].is_some() && at[0] != at[1], "{b}");
     // The third is placed (or left queued by the policy, with the reason).
     assert!(
-        jobs[2]["index"].is_u64() || jobs[2]["queued"].as_str().is_some_and(|q| q.contains("waits")),
+        jobs[2]["index"].is_u64()
+            || jobs[2]["queued"]
+                .as_str()
+                .is_some_and(|q| q.contains("waits")),
         "{b}"
     );
     drop(s);

@@ -514,7 +514,11 @@ pub fn run(a: SimulateArgs) -> Result<()> {
             .collect();
         // A learned policy's learning curve (stored with it) goes into the report too.
         let mut figures = Vec::new();
-        for p in setup.policies.iter().filter(|p| *p == "rl" || p.starts_with("rl:")) {
+        for p in setup
+            .policies
+            .iter()
+            .filter(|p| *p == "rl" || p.starts_with("rl:"))
+        {
             let m = miso::policy::rl::PolicyModel::from_spec(p)?;
             let curve: Vec<miso::rl::CurvePoint> =
                 serde_json::from_value(m.meta.metrics["curve"].clone()).unwrap_or_default();

@@ -41,7 +41,11 @@ pub struct TrainPolicyArgs {
     #[arg(long)]
     evaluate: Option<String>,
     /// Trace families to train and evaluate on (miso, synthetic, philly, openb).
-    #[arg(long, value_delimiter = ',', default_value = "miso,synthetic,philly,openb")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "miso,synthetic,philly,openb"
+    )]
     families: Vec<String>,
     /// PPO iterations (each: episodes sampled from the training traces, then an update).
     #[arg(long, default_value_t = 40, value_parser = range(1usize, 10_000))]
@@ -107,29 +111,38 @@ const FAMILIES: [&str; 4] = ["miso", "synthetic", "philly", "openb"];
 pub fn run(a: TrainPolicyArgs) -> Result<()> {
     for f in &a.families {
         if !FAMILIES.contains(&f.as_str()) {
-            bail!("--families: unknown family `{f}` (allowed: {})", FAMILIES.join(", "));
+            bail!(
+                "--families: unknown family `{f}` (allowed: {})",
+                FAMILIES.join(", ")
+            );
         }
     }
     let data_path = data_dir(&a.data)?;
     let data = predictor::data::load(&data_path)
         .with_context(|| format!("--data {}", data_path.display()))?;
-    let traces = data_path.parent().map(|p| p.join("traces")).unwrap_or_default();
+    let traces = data_path
+        .parent()
+        .map(|p| p.join("traces"))
+        .unwrap_or_default();
     let files = TraceFiles {
-        philly: a
-            .families
-            .iter()
-            .any(|f| f == "philly")
-            .then(|| a.philly.clone().unwrap_or_else(|| traces.join("philly_week_20171127_1gpu.csv"))),
-        openb: a
-            .families
-            .iter()
-            .any(|f| f == "openb")
-            .then(|| a.openb.clone().unwrap_or_else(|| traces.join("openb_pod_list_default.csv"))),
+        philly: a.families.iter().any(|f| f == "philly").then(|| {
+            a.philly
+                .clone()
+                .unwrap_or_else(|| traces.join("philly_week_20171127_1gpu.csv"))
+        }),
+        openb: a.families.iter().any(|f| f == "openb").then(|| {
+            a.openb
+                .clone()
+                .unwrap_or_else(|| traces.join("openb_pod_list_default.csv"))
+        }),
     };
     for (flag, p) in [("--philly", &files.philly), ("--openb", &files.openb)] {
         if let Some(p) = p {
             if !p.exists() {
-                bail!("{flag}: {} does not exist (or leave its family out with --families)", p.display());
+                bail!(
+                    "{flag}: {} does not exist (or leave its family out with --families)",
+                    p.display()
+                );
             }
         }
     }
@@ -188,7 +201,11 @@ pub fn run(a: TrainPolicyArgs) -> Result<()> {
     }
 
     let (policy, curve, dir) = if let Some(spec) = &a.evaluate {
-        let spec = if spec == "rl" { "rl".to_string() } else { format!("rl:{spec}") };
+        let spec = if spec == "rl" {
+            "rl".to_string()
+        } else {
+            format!("rl:{spec}")
+        };
         let p = PolicyModel::from_spec(&spec)?;
         (p, Vec::new(), None)
     } else {
@@ -291,7 +308,17 @@ pub fn run(a: TrainPolicyArgs) -> Result<()> {
 fn print_table(rows: &[EvalRow]) {
     println!(
         "{:<16} {:>4} {:>4} {:>14} {:>14} {:>14} {:>14} {:>13} {:>13} {:>10} {:>9}",
-        "held-out", "GPUs", "runs", "miso", "ours", "oracle", "rl", "rl vs ours", "rl vs miso", "worst/miso", "fallback"
+        "held-out",
+        "GPUs",
+        "runs",
+        "miso",
+        "ours",
+        "oracle",
+        "rl",
+        "rl vs ours",
+        "rl vs miso",
+        "worst/miso",
+        "fallback"
     );
     for r in rows {
         let cell = |k: usize| {

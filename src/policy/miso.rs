@@ -164,14 +164,7 @@ impl Miso {
         chunk: &[usize],
         now: f64,
     ) -> Option<Option<usize>> {
-        let states: Vec<optimizer::GpuState> = chunk
-            .iter()
-            .map(|&g| optimizer::GpuState {
-                gpu: c.model,
-                layout: c.gpus[g].layout.clone(),
-                jobs: self.opt_jobs(c, g, now),
-            })
-            .collect();
+        let states = self.gpu_states(c, chunk, now);
         let since: Vec<Option<f64>> = chunk
             .iter()
             .map(|&g| c.gpus[g].checkpointed_at.map(|t| now - t))
@@ -207,7 +200,13 @@ impl Miso {
     /// A pending re-partition of GPU `g` (a job left) decided by the learned policy: applied
     /// now, deferred to a later round (kept pending), or dropped (nothing to gain, or the rule
     /// declines and the policy agrees, as ours drops it).
-    fn learned_repartition(&mut self, decider: &mut dyn Decide, c: &mut Cluster, g: usize, now: f64) {
+    fn learned_repartition(
+        &mut self,
+        decider: &mut dyn Decide,
+        c: &mut Cluster,
+        g: usize,
+        now: f64,
+    ) {
         let jobs = self.opt_jobs(c, g, now);
         let current = c.gpus[g].layout.clone();
         let free = Options {
@@ -257,7 +256,11 @@ impl Miso {
             saved: (now_cost - after).max(0.0),
             restart_s: best.restart.iter().map(|&i| jobs[i].restart_s).sum(),
             mean_attained_s: attained.iter().sum::<f64>() / n,
-            min_attained_s: attained.iter().copied().fold(f64::INFINITY, f64::min).min(1e9),
+            min_attained_s: attained
+                .iter()
+                .copied()
+                .fold(f64::INFINITY, f64::min)
+                .min(1e9),
             since_reconfig_s: c.gpus[g].checkpointed_at.map(|t| now - t),
             idle_slices: total.saturating_sub(used),
             rule_applies: !gated.is_noop(),
@@ -392,6 +395,17 @@ impl Miso {
                     current: job.instance,
                     restart_s: self.overheads.restart(job.workload),
                 }
+            })
+            .collect()
+    }
+
+    /// GPUs `gpus` as the optimizer sees them.
+    fn gpu_states(&self, c: &Cluster, gpus: &[usize], now: f64) -> Vec<optimizer::GpuState> {
+        gpus.iter()
+            .map(|&g| optimizer::GpuState {
+                gpu: c.model,
+                layout: c.gpus[g].layout.clone(),
+                jobs: self.opt_jobs(c, g, now),
             })
             .collect()
     }
@@ -610,14 +624,7 @@ impl Miso {
                             None => continue, // none feasible here
                         }
                     }
-                    let states: Vec<optimizer::GpuState> = chunk
-                        .iter()
-                        .map(|&g| optimizer::GpuState {
-                            gpu: cr.model,
-                            layout: cr.gpus[g].layout.clone(),
-                            jobs: self.opt_jobs(cr, g, now),
-                        })
-                        .collect();
+                    let states = self.gpu_states(cr, &chunk, now);
                     let job = self.newcomer(cr, j);
                     chosen =
                         optimizer::choose_gpu(&states, &job, Placement::BestGain, &self.options)

@@ -229,7 +229,11 @@ pub fn candidates(
         .into_iter()
         .map(|(i, gain)| {
             let st = &states[i];
-            let attained: Vec<f64> = st.jobs.iter().map(|j| j.remaining_s.unwrap_or(0.0)).collect();
+            let attained: Vec<f64> = st
+                .jobs
+                .iter()
+                .map(|j| j.remaining_s.unwrap_or(0.0))
+                .collect();
             let n = attained.len().max(1) as f64;
             let used: u32 = st
                 .jobs
@@ -248,7 +252,11 @@ pub fn candidates(
                 jobs: st.jobs.len(),
                 gain,
                 mean_attained_s: attained.iter().sum::<f64>() / n,
-                min_attained_s: attained.iter().copied().fold(f64::INFINITY, f64::min).min(1e9),
+                min_attained_s: attained
+                    .iter()
+                    .copied()
+                    .fold(f64::INFINITY, f64::min)
+                    .min(1e9),
                 restart_s: st.jobs.iter().map(|j| j.restart_s).sum(),
                 since_reconfig_s: since_reconfig_s.get(i).copied().flatten(),
                 idle_slices: total.saturating_sub(used),
@@ -395,8 +403,8 @@ impl PolicyModel {
                 format!("input_lo/input_hi: {INPUTS} values each expected"),
             ));
         }
-        let net: Net =
-            serde_json::from_str(weights).map_err(|e| file_err(&wp, format!("not weights: {e}")))?;
+        let net: Net = serde_json::from_str(weights)
+            .map_err(|e| file_err(&wp, format!("not weights: {e}")))?;
         net.validate().map_err(|e| file_err(&wp, e))?;
         Ok(PolicyModel { meta, net })
     }
@@ -597,10 +605,7 @@ mod tests {
         let o = Observation::new(&q(), vec![cand(0, 2, 1.0), cand(1, 0, 1.5)]);
         assert!(!o.wait_allowed);
         assert_eq!(o.rows.len(), 2);
-        let idle = QueueView {
-            running: 0,
-            ..q()
-        };
+        let idle = QueueView { running: 0, ..q() };
         let o = Observation::new(&idle, vec![cand(0, 2, 1.0)]);
         assert!(!o.wait_allowed);
     }
@@ -611,7 +616,11 @@ mod tests {
         let (c, fell_back) = model(-10.0, 10.0).decide(&o);
         assert_eq!((c, fell_back), (Choice::Wait, false), "the net waits");
         let (c, fell_back) = model(0.0, 0.01).decide(&o);
-        assert_eq!((c, fell_back), (Choice::Join(0), true), "the rule joins the best gain");
+        assert_eq!(
+            (c, fell_back),
+            (Choice::Join(0), true),
+            "the rule joins the best gain"
+        );
     }
 
     #[test]
@@ -623,7 +632,8 @@ mod tests {
         assert!(PolicyModel::from_json(&meta, &weights, p).is_ok());
         let e = PolicyModel::from_json(&meta.replace(FORMAT, "other/1"), &weights, p);
         assert!(e.unwrap_err().to_string().contains("format"));
-        let e = PolicyModel::from_json(&meta, &weights.replace("\"outputs\":1", "\"outputs\":2"), p);
+        let e =
+            PolicyModel::from_json(&meta, &weights.replace("\"outputs\":1", "\"outputs\":2"), p);
         assert!(e.unwrap_err().to_string().contains("layers[0]"));
         let e = PolicyModel::from_json("[1,2]", &weights, p);
         assert!(e.unwrap_err().to_string().contains("model.json"));

@@ -373,9 +373,7 @@ fn run_policy(
 
 /// ∫ jobs-in-system dt from 0 to `t`.
 fn in_system_integral(jobs: &[(f64, f64)], t: f64) -> f64 {
-    jobs.iter()
-        .map(|&(a, f)| (f.min(t) - a).max(0.0))
-        .sum()
+    jobs.iter().map(|&(a, f)| (f.min(t) - a).max(0.0)).sum()
 }
 
 /// Rewards of a rollout's steps: minus the jobs-in-system integral until the next decision (the
@@ -490,12 +488,9 @@ pub fn train(
     let threads = cfg.threads.max(1);
     let mut workers: Vec<Worker> = (0..threads).map(|_| Worker::new(data, loader)).collect();
     // Validation baseline: ours (the rule), once.
-    let ours_val: Vec<f64> = par_map(
-        &sets.validate,
-        threads,
-        &mut workers,
-        &|w, _, e| w.run(model, e, None).map(|r| r.1),
-    )?;
+    let ours_val: Vec<f64> = par_map(&sets.validate, threads, &mut workers, &|w, _, e| {
+        w.run(model, e, None).map(|r| r.1)
+    })?;
     let (mut actor, mut critic, mut opt_a, mut opt_c, device) = ppo::init(cfg.hidden, cfg.seed);
     let settings = PpoSettings {
         lr: cfg.lr,
@@ -534,32 +529,34 @@ pub fn train(
             ours_train[i] = Some(v);
         }
         let jobs: Vec<(&Episode, u64)> = picks.iter().map(|&i| &sets.train[i]).zip(seeds).collect();
-        let rollouts: Vec<Rollout> = par_map(
-            &jobs,
-            threads,
-            &mut workers,
-            &|w, _, (e, s)| {
-                let steps = Arc::new(Mutex::new(Vec::new()));
-                let d = Sampler {
-                    net: net.clone(),
-                    rng: ChaCha8Rng::seed_from_u64(*s),
-                    steps: steps.clone(),
-                    greedy: false,
-                };
-                let (jobs, avg) = w.run(model, e, Some(Box::new(d)))?;
-                let steps = steps.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
-                Ok(Rollout {
-                    steps,
-                    jobs,
-                    avg_jct_s: avg,
-                })
-            },
-        )?;
+        let rollouts: Vec<Rollout> = par_map(&jobs, threads, &mut workers, &|w, _, (e, s)| {
+            let steps = Arc::new(Mutex::new(Vec::new()));
+            let d = Sampler {
+                net: net.clone(),
+                rng: ChaCha8Rng::seed_from_u64(*s),
+                steps: steps.clone(),
+                greedy: false,
+            };
+            let (jobs, avg) = w.run(model, e, Some(Box::new(d)))?;
+            let steps = steps
+                .lock()
+                .map(|mut v| std::mem::take(&mut *v))
+                .unwrap_or_default();
+            Ok(Rollout {
+                steps,
+                jobs,
+                avg_jct_s: avg,
+            })
+        })?;
         // Samples with GAE advantages from the critic.
         let mut samples = Vec::new();
         for (r, &pick) in rollouts.iter().zip(&picks) {
             let rw = rewards(r, cfg.gamma as f32);
-            let values: Vec<f32> = r.steps.iter().map(|s| critic_net.score(&s.rows[0])).collect();
+            let values: Vec<f32> = r
+                .steps
+                .iter()
+                .map(|s| critic_net.score(&s.rows[0]))
+                .collect();
             let n = r.steps.len();
             let mut adv = vec![0f32; n];
             let mut gae = 0f32;
@@ -598,27 +595,26 @@ pub fn train(
         // Normalised advantages.
         let n = samples.len().max(1) as f32;
         let mean = samples.iter().map(|s| s.advantage).sum::<f32>() / n;
-        let sd = (samples.iter().map(|s| (s.advantage - mean).powi(2)).sum::<f32>() / n)
+        let sd = (samples
+            .iter()
+            .map(|s| (s.advantage - mean).powi(2))
+            .sum::<f32>()
+            / n)
             .sqrt()
             .max(1e-6);
         for s in samples.iter_mut() {
             s.advantage = (s.advantage - mean) / sd;
         }
         // Validation of the policy these rollouts came from (greedy).
-        let val: Vec<f64> = par_map(
-            &sets.validate,
-            threads,
-            &mut workers,
-            &|w, _, e| {
-                let d = Sampler {
-                    net: net.clone(),
-                    rng: ChaCha8Rng::seed_from_u64(0),
-                    steps: Arc::new(Mutex::new(Vec::new())),
-                    greedy: true,
-                };
-                w.run(model, e, Some(Box::new(d))).map(|r| r.1)
-            },
-        )?;
+        let val: Vec<f64> = par_map(&sets.validate, threads, &mut workers, &|w, _, e| {
+            let d = Sampler {
+                net: net.clone(),
+                rng: ChaCha8Rng::seed_from_u64(0),
+                steps: Arc::new(Mutex::new(Vec::new())),
+                greedy: true,
+            };
+            w.run(model, e, Some(Box::new(d))).map(|r| r.1)
+        })?;
         let vs = if val.is_empty() {
             0.0
         } else {
@@ -651,14 +647,7 @@ pub fn train(
             );
         } else if it < cfg.iterations {
             let (a, c, st) = ppo::update(
-                actor,
-                critic,
-                &mut opt_a,
-                &mut opt_c,
-                &samples,
-                &settings,
-                &mut rng,
-                &device,
+                actor, critic, &mut opt_a, &mut opt_c, &samples, &settings, &mut rng, &device,
             );
             actor = a;
             critic = c;
@@ -689,8 +678,14 @@ pub fn train(
         recipe: serde_json::to_value(cfg).unwrap_or_default(),
         data_fingerprint: fingerprint(&sets.train),
         seed: cfg.seed,
-        input_lo: lo.iter().map(|v| if v.is_finite() { *v } else { 0.0 }).collect(),
-        input_hi: hi.iter().map(|v| if v.is_finite() { *v } else { 0.0 }).collect(),
+        input_lo: lo
+            .iter()
+            .map(|v| if v.is_finite() { *v } else { 0.0 })
+            .collect(),
+        input_hi: hi
+            .iter()
+            .map(|v| if v.is_finite() { *v } else { 0.0 })
+            .collect(),
         metrics: serde_json::json!({
             "best_iteration": best_iteration,
             "validation_vs_ours_pct": curve.get(best_iteration).map(|p| p.validation_vs_ours_pct),
@@ -743,7 +738,9 @@ pub fn evaluate(
 ) -> Result<Vec<EvalRow>, String> {
     let names = ["miso", "ours", "oracle", "rl"];
     let per: Vec<([f64; 4], u64, u64)> = {
-        let mut workers: Vec<Worker> = (0..threads.max(1)).map(|_| Worker::new(data, loader)).collect();
+        let mut workers: Vec<Worker> = (0..threads.max(1))
+            .map(|_| Worker::new(data, loader))
+            .collect();
         par_map(eps, threads, &mut workers, &|w, _, e| {
             let mut out = [0.0; 4];
             let env = Env {
@@ -818,7 +815,12 @@ pub fn curve_svg(curve: &[CurvePoint]) -> Result<String, String> {
             let pad = ((hi - lo) * 0.1).max(0.5);
             (lo - pad)..(hi + pad)
         };
-        let panels: [(&plotters::drawing::DrawingArea<SVGBackend, _>, &str, &str, Vec<f64>); 2] = [
+        let panels: [(
+            &plotters::drawing::DrawingArea<SVGBackend, _>,
+            &str,
+            &str,
+            Vec<f64>,
+        ); 2] = [
             (
                 &top,
                 "Validation: greedy policy's average JCT vs ours",

@@ -46,8 +46,7 @@ impl Mlp {
                 inputs,
                 outputs,
                 w: w.into_data().try_to_vec::<f32>().unwrap_or_default(),
-                b: l
-                    .bias
+                b: l.bias
                     .as_ref()
                     .map(|b| b.val().into_data().try_to_vec::<f32>().unwrap_or_default())
                     .unwrap_or_else(|| vec![0.0; outputs]),
@@ -165,7 +164,10 @@ pub fn update(
             actor = opt_a.step(s.lr, actor, grads);
             // Critic: the state is the best candidate's row (global features included).
             let first: Vec<f32> = b.iter().flat_map(|s| s.rows[0]).collect();
-            let v = critic.forward(Tensor::from_data(TensorData::new(first, [n, INPUTS]), device));
+            let v = critic.forward(Tensor::from_data(
+                TensorData::new(first, [n, INPUTS]),
+                device,
+            ));
             let value_loss = (v - ret).powi_scalar(2).mean() * s.value_coef;
             stats.value_loss += value_loss.clone().into_scalar::<f32>();
             let grads = GradientsParams::from_grads(value_loss.backward(), &critic);
@@ -225,16 +227,7 @@ pub fn clone_rule(
 }
 
 /// Fresh actor, critic and their Adam optimisers on the training device, seeded.
-pub fn init(
-    hidden: usize,
-    seed: u64,
-) -> (
-    Mlp,
-    Mlp,
-    ModuleOptimizer,
-    ModuleOptimizer,
-    Device,
-) {
+pub fn init(hidden: usize, seed: u64) -> (Mlp, Mlp, ModuleOptimizer, ModuleOptimizer, Device) {
     let device = crate::predictor::nets::device(true);
     device.seed(seed);
     let actor = Mlp::new(hidden, &device);
@@ -273,7 +266,10 @@ mod tests {
             .map(|_| std::array::from_fn(|_| rand::Rng::random_range(&mut rng, -1.0..1.0)))
             .collect();
         let flat: Vec<f32> = rows.iter().flatten().copied().collect();
-        let out = m.forward(Tensor::from_data(TensorData::new(flat, [5, INPUTS]), &device));
+        let out = m.forward(Tensor::from_data(
+            TensorData::new(flat, [5, INPUTS]),
+            &device,
+        ));
         let burn: Vec<f32> = out.into_data().try_to_vec::<f32>().unwrap_or_default();
         assert_eq!(burn.len(), 5);
         for (r, b) in rows.iter().zip(&burn) {

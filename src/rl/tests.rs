@@ -39,7 +39,10 @@ fn same_seed_same_policy_and_another_seed_another() {
     };
     let a = train_with(5, 2);
     let b = train_with(5, 1);
-    assert_eq!(a.model.net, b.model.net, "same seed, any thread count: same weights");
+    assert_eq!(
+        a.model.net, b.model.net,
+        "same seed, any thread count: same weights"
+    );
     assert_eq!(a.model.meta.input_lo, b.model.meta.input_lo);
     assert_eq!(curve_csv(&a.curve), curve_csv(&b.curve));
     let c = train_with(6, 2);
@@ -63,13 +66,25 @@ fn saved_policy_loads_back_and_evaluates() {
     assert_eq!(back.net, t.model.net);
     assert_eq!(back.meta.seed, 1);
     assert!(back.meta.data_fingerprint.starts_with("fnv1a64:"));
-    let rows = evaluate(Arc::new(back), &sets.heldout, model, &ds, &loader, 2, &|| {}).unwrap();
+    let rows = evaluate(
+        Arc::new(back),
+        &sets.heldout,
+        model,
+        &ds,
+        &loader,
+        2,
+        &|| {},
+    )
+    .unwrap();
     assert_eq!(rows.len(), 1);
     let r = &rows[0];
     assert_eq!(r.family, "miso");
     assert_eq!(r.mean_jct_s.len(), 4);
     assert!(r.decisions > 0);
-    assert!(r.mean_jct_s.iter().all(|(_, m, _)| m.is_finite() && *m > 0.0));
+    assert!(r
+        .mean_jct_s
+        .iter()
+        .all(|(_, m, _)| m.is_finite() && *m > 0.0));
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -111,7 +126,10 @@ fn rewards_integrate_jobs_in_system() {
     assert_eq!(in_system_integral(&r.jobs, 20.0), 25.0);
     let w = rewards(&r, 0.0);
     // Raw −5 then −20, scaled to a mean magnitude of 1.
-    assert!((w[0] + 0.4).abs() < 1e-6 && (w[1] + 1.6).abs() < 1e-6, "{w:?}");
+    assert!(
+        (w[0] + 0.4).abs() < 1e-6 && (w[1] + 1.6).abs() < 1e-6,
+        "{w:?}"
+    );
 }
 
 #[test]
@@ -120,7 +138,12 @@ fn a_decider_that_follows_the_rule_is_ours_exactly() {
     let model = crate::gpu::gpu("A100-40GB").unwrap();
     let loader = || Predictor::builtin().map_err(|e| e.to_string());
     let sets = episodes(&TraceFiles::default()).unwrap();
-    for e in sets.heldout.iter().take(2).chain(sets.train.iter().rev().take(1)) {
+    for e in sets
+        .heldout
+        .iter()
+        .take(2)
+        .chain(sets.train.iter().rev().take(1))
+    {
         let env = Env {
             seed: e.seed,
             ..Env::artifact(model, e.gpus, &ds, &loader)

@@ -355,7 +355,9 @@ restarts = checkpoint/restarts per job.</p>",
         );
     }
     for f in extra {
-        let file = f.file.replace(|c: char| !c.is_ascii_alphanumeric() && c != '.', "_");
+        let file = f
+            .file
+            .replace(|c: char| !c.is_ascii_alphanumeric() && c != '.', "_");
         std::fs::write(dir.join(&file), &f.svg)?;
         let _ = write!(
             html,

@@ -288,21 +288,28 @@ pub(super) async fn schedule(
     b: Result<Json<ScheduleBody>, JsonRejection>,
 ) -> ApiResult {
     let r = body(b)?;
-    let default = if s.scheduler.is_some() { "rl" } else { "fewest-jobs" };
-    let (how, learned) = match r.placement.as_deref().unwrap_or(default) {
-        "fewest-jobs" => (optimizer::Placement::FewestJobs, None),
-        "best-gain" => (optimizer::Placement::BestGain, None),
-        "rl" => match &s.scheduler {
-            Some(p) => (optimizer::Placement::BestGain, Some(p.clone())),
-            None => {
-                return Err(bad(
+    let default = if s.scheduler.is_some() {
+        "rl"
+    } else {
+        "fewest-jobs"
+    };
+    let (how, learned) =
+        match r.placement.as_deref().unwrap_or(default) {
+            "fewest-jobs" => (optimizer::Placement::FewestJobs, None),
+            "best-gain" => (optimizer::Placement::BestGain, None),
+            "rl" => match &s.scheduler {
+                Some(p) => (optimizer::Placement::BestGain, Some(p.clone())),
+                None => return Err(bad(
                     "placement: `rl` needs a controller started with `miso serve --scheduler rl`"
                         .to_string(),
-                ))
+                )),
+            },
+            p => {
+                return Err(bad(format!(
+                    "placement: `{p}` (fewest-jobs, best-gain or rl)"
+                )))
             }
-        },
-        p => return Err(bad(format!("placement: `{p}` (fewest-jobs, best-gain or rl)"))),
-    };
+        };
     let prof = profile_settings(r.profile_seconds, r.profile_levels)?;
     let opts = options(r.objective, r.spare, r.cost_aware);
     let active = s.active();
@@ -317,7 +324,15 @@ pub(super) async fn schedule(
             .collect(),
     };
     let placed = blocking(|| {
-        plan::schedule(&st, active.as_ref(), &ids, how, learned.as_deref(), &opts, &prof)
+        plan::schedule(
+            &st,
+            active.as_ref(),
+            &ids,
+            how,
+            learned.as_deref(),
+            &opts,
+            &prof,
+        )
     })?;
     Ok(Json(api::Scheduled { jobs: placed }).into_response())
 }
