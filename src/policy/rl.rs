@@ -403,6 +403,15 @@ impl PolicyModel {
                 format!("input_lo/input_hi: {INPUTS} values each expected"),
             ));
         }
+        if let Some(i) = (0..INPUTS).find(|&i| {
+            let (lo, hi) = (meta.input_lo[i], meta.input_hi[i]);
+            !lo.is_finite() || !hi.is_finite() || lo > hi
+        }) {
+            return Err(file_err(
+                &mp,
+                format!("input_lo[{i}]/input_hi[{i}]: not a finite range"),
+            ));
+        }
         let net: Net = serde_json::from_str(weights)
             .map_err(|e| file_err(&wp, format!("not weights: {e}")))?;
         net.validate().map_err(|e| file_err(&wp, e))?;
@@ -430,8 +439,12 @@ impl PolicyModel {
     /// `rl` (the built-in policy) or `rl:DIR`.
     pub fn from_spec(spec: &str) -> Result<PolicyModel, PolicyError> {
         match spec.strip_prefix("rl:") {
-            Some(dir) if !dir.is_empty() => PolicyModel::load(Path::new(dir)),
-            _ => PolicyModel::builtin(),
+            Some("") => Err(PolicyError::File {
+                file: spec.into(),
+                reason: "no folder after `rl:` (give rl for the built-in policy)".into(),
+            }),
+            Some(dir) => PolicyModel::load(Path::new(dir)),
+            None => PolicyModel::builtin(),
         }
     }
 
@@ -639,5 +652,13 @@ mod tests {
         assert!(e.unwrap_err().to_string().contains("model.json"));
         let e = PolicyModel::from_json(&meta, "{\"layers\": 3}", p);
         assert!(e.unwrap_err().to_string().contains("weights.json"));
+        let mut bad = m.meta.clone();
+        bad.input_lo[3] = 2.0;
+        let e = PolicyModel::from_json(&serde_json::to_string(&bad).unwrap(), &weights, p);
+        assert!(e.unwrap_err().to_string().contains("input_lo[3]"));
+        assert!(PolicyModel::from_spec("rl:")
+            .unwrap_err()
+            .to_string()
+            .contains("rl:"));
     }
 }

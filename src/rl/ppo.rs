@@ -188,9 +188,10 @@ fn softmax_of(lp: &Tensor<2>) -> Tensor<2> {
     lp.clone().exp()
 }
 
-/// Behaviour cloning of the rule (the best-gain candidate; ours' cost gate for a re-partition): cross-entropy on the
-/// masked softmax against the rule smoothed by `smooth` (spread over the valid actions), so
-/// training starts near the rule and still explores.
+/// Behaviour cloning of the rule (the best-gain candidate; ours' cost gate for a
+/// re-partition): cross-entropy on the masked softmax against the rule smoothed by `smooth`
+/// (spread over the valid actions), so training starts near the rule and still explores.
+#[allow(clippy::too_many_arguments)]
 pub fn clone_rule(
     mut actor: Mlp,
     opt: &mut ModuleOptimizer,
