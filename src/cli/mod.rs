@@ -68,8 +68,9 @@ enum Command {
     /// Train a predictor (MPS measurements → speed on each MIG profile) and save it with its
     /// metrics.
     Train(train::TrainArgs),
-    /// Train the learned scheduling decision (which GPU the head job joins, or wait) with PPO
-    /// in the simulator, save it with its learning curve, and evaluate it on held-out traces.
+    /// Train the learned scheduling decisions (which GPU the head job joins, or wait; apply or
+    /// defer a pending re-partition) with PPO in the simulator, save them with the learning
+    /// curve, and evaluate them on held-out traces.
     TrainPolicy(train_policy::TrainPolicyArgs),
     /// Score a trained model on held-out data: MAE/MAPE per profile, decision quality.
     Evaluate(evaluate::EvaluateArgs),

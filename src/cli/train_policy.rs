@@ -24,8 +24,9 @@ use super::{at_least, data_dir, print_json, progress, range};
   miso train-policy --probe                                   # how much room the decisions leave
 
 The policy decides, at each arrival and completion, which of the best four GPUs (ranked by the
-optimizer's gain) the job at the head of the queue joins, or whether it waits; layouts and
-assignments stay the exact optimizer's (ours' mechanism otherwise). Episodes are traces:
+optimizer's gain) the job at the head of the queue joins, or whether it waits, and whether a
+GPU's pending re-partition (a job left) is applied now or deferred; layouts and assignments stay
+the exact optimizer's (ours' mechanism otherwise). Episodes are traces:
 MISO-trace seeds 101-130 at 45/60/75 s mean inter-arrival and synthetic traces on 8 GPUs,
 Philly days 0-2 on 24 GPUs, openb days 0-24 on 12 GPUs. Validation (which iteration is kept):
 MISO seeds 131-132 and Philly day 3. Held out: MISO seeds 1-10 at 60 s, seeds 1-5 at 30 s and
