@@ -207,15 +207,17 @@ impl Miso {
         g: usize,
         now: f64,
     ) {
-        let jobs = self.opt_jobs(c, g, now);
-        let current = c.gpus[g].layout.clone();
+        let Some(st) = self.gpu_states(c, &[g], now).pop() else {
+            return;
+        };
+        let (jobs, current) = (&st.jobs, &st.layout);
         let free = Options {
             cost_aware: false,
             ..self.options.clone()
         };
         let (Ok(best), Ok(gated)) = (
-            optimizer::plan(c.model, &jobs, &current, &free),
-            optimizer::plan(c.model, &jobs, &current, &self.options),
+            optimizer::plan(c.model, jobs, current, &free),
+            optimizer::plan(c.model, jobs, current, &self.options),
         ) else {
             return;
         };
@@ -239,30 +241,15 @@ impl Miso {
                 .filter_map(|(i, j)| j.current.map(|inst| (i, inst))),
         );
         let after = slowdown(&mut best.assignment.iter().copied());
-        let attained: Vec<f64> = jobs.iter().map(|j| j.remaining_s.unwrap_or(0.0)).collect();
-        let n = attained.len().max(1) as f64;
-        let total: u32 = current
-            .instances()
-            .iter()
-            .map(|i| c.model.profiles[i.profile as usize].compute_slices as u32)
-            .sum();
-        let used: u32 = jobs
-            .iter()
-            .filter_map(|j| j.current)
-            .map(|i| c.model.profiles[i.profile as usize].compute_slices as u32)
-            .sum();
+        let on_gpu = rl::JobsOnGpu::of(&st);
         let view = rl::RepartitionView {
             jobs: jobs.len(),
             saved: (now_cost - after).max(0.0),
             restart_s: best.restart.iter().map(|&i| jobs[i].restart_s).sum(),
-            mean_attained_s: attained.iter().sum::<f64>() / n,
-            min_attained_s: attained
-                .iter()
-                .copied()
-                .fold(f64::INFINITY, f64::min)
-                .min(1e9),
+            mean_attained_s: on_gpu.mean_attained_s,
+            min_attained_s: on_gpu.min_attained_s,
             since_reconfig_s: c.gpus[g].checkpointed_at.map(|t| now - t),
-            idle_slices: total.saturating_sub(used),
+            idle_slices: on_gpu.idle_slices,
             rule_applies: !gated.is_noop(),
         };
         let obs = rl::Observation::repartition(&Self::queue_view(c, None, now), &view);

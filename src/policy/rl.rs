@@ -151,7 +151,6 @@ impl Observation {
     /// A pending re-partition: apply now (row 0) or defer (row 1).
     pub fn repartition(q: &QueueView, v: &RepartitionView) -> Observation {
         let g = global_features(q);
-        let log = |s: f64, unit: f64| (1.0 + s.max(0.0) / unit).ln() / 3.0;
         let mut apply = [0f32; INPUTS];
         apply[..GLOBAL].copy_from_slice(&g);
         let c = [
@@ -186,6 +185,11 @@ impl Observation {
     }
 }
 
+/// Seconds on a log scale: ln(1 + s/unit) / 3.
+fn log(s: f64, unit: f64) -> f64 {
+    (1.0 + s.max(0.0) / unit).ln() / 3.0
+}
+
 fn squash(x: f64) -> f32 {
     x.clamp(-1e6, 1e6) as f32
 }
@@ -203,7 +207,6 @@ fn global_features(q: &QueueView) -> [f32; GLOBAL] {
 }
 
 fn candidate_features(c: &CandidateView, rank: usize, best: f64) -> [f32; CANDIDATE] {
-    let log = |s: f64, unit: f64| (1.0 + s.max(0.0) / unit).ln() / 3.0;
     [
         squash(c.jobs as f64 / 7.0),
         squash(c.gain.clamp(-5.0, 5.0)),
@@ -229,40 +232,56 @@ pub fn candidates(
         .into_iter()
         .map(|(i, gain)| {
             let st = &states[i];
-            let attained: Vec<f64> = st
-                .jobs
-                .iter()
-                .map(|j| j.remaining_s.unwrap_or(0.0))
-                .collect();
-            let n = attained.len().max(1) as f64;
-            let used: u32 = st
-                .jobs
-                .iter()
-                .filter_map(|j| j.current)
-                .map(|inst| st.gpu.profiles[inst.profile as usize].compute_slices as u32)
-                .sum();
-            let total: u32 = st
-                .layout
-                .instances()
-                .iter()
-                .map(|inst| st.gpu.profiles[inst.profile as usize].compute_slices as u32)
-                .sum();
+            let j = JobsOnGpu::of(st);
             CandidateView {
                 gpu: i,
                 jobs: st.jobs.len(),
                 gain,
-                mean_attained_s: attained.iter().sum::<f64>() / n,
-                min_attained_s: attained
-                    .iter()
-                    .copied()
-                    .fold(f64::INFINITY, f64::min)
-                    .min(1e9),
+                mean_attained_s: j.mean_attained_s,
+                min_attained_s: j.min_attained_s,
                 restart_s: st.jobs.iter().map(|j| j.restart_s).sum(),
                 since_reconfig_s: since_reconfig_s.get(i).copied().flatten(),
-                idle_slices: total.saturating_sub(used),
+                idle_slices: j.idle_slices,
             }
         })
         .collect()
+}
+
+/// What a GPU's jobs show a learned decision: their attained service (the optimizer's
+/// remaining-work estimate under least-attained-service reasoning) and the compute slices of
+/// instances none of them holds.
+pub struct JobsOnGpu {
+    pub mean_attained_s: f64,
+    pub min_attained_s: f64,
+    pub idle_slices: u32,
+}
+
+impl JobsOnGpu {
+    pub fn of(st: &GpuState) -> JobsOnGpu {
+        let attained: Vec<f64> = st
+            .jobs
+            .iter()
+            .map(|j| j.remaining_s.unwrap_or(0.0))
+            .collect();
+        let slices =
+            |i: &crate::gpu::Instance| st.gpu.profiles[i.profile as usize].compute_slices as u32;
+        let used: u32 = st
+            .jobs
+            .iter()
+            .filter_map(|j| j.current.as_ref())
+            .map(slices)
+            .sum();
+        let total: u32 = st.layout.instances().iter().map(slices).sum();
+        JobsOnGpu {
+            mean_attained_s: attained.iter().sum::<f64>() / attained.len().max(1) as f64,
+            min_attained_s: attained
+                .iter()
+                .copied()
+                .fold(f64::INFINITY, f64::min)
+                .min(1e9),
+            idle_slices: total.saturating_sub(used),
+        }
+    }
 }
 
 /// One dense layer: `out = in · w + b`, `w` row-major `[inputs, outputs]` (burn's layout).
