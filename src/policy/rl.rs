@@ -231,20 +231,35 @@ pub fn candidates(
     optimizer::placement_gains(states, job, opts)
         .into_iter()
         .map(|(i, gain)| {
-            let st = &states[i];
-            let j = JobsOnGpu::of(st);
-            CandidateView {
-                gpu: i,
-                jobs: st.jobs.len(),
+            candidate(
+                i,
+                &states[i],
                 gain,
-                mean_attained_s: j.mean_attained_s,
-                min_attained_s: j.min_attained_s,
-                restart_s: st.jobs.iter().map(|j| j.restart_s).sum(),
-                since_reconfig_s: since_reconfig_s.get(i).copied().flatten(),
-                idle_slices: j.idle_slices,
-            }
+                since_reconfig_s.get(i).copied().flatten(),
+            )
         })
         .collect()
+}
+
+/// GPU number `gpu` (in the caller's list), in state `st`, as a candidate whose objective rises
+/// by `gain` when the job joins.
+pub fn candidate(
+    gpu: usize,
+    st: &GpuState,
+    gain: f64,
+    since_reconfig_s: Option<f64>,
+) -> CandidateView {
+    let j = JobsOnGpu::of(st);
+    CandidateView {
+        gpu,
+        jobs: st.jobs.len(),
+        gain,
+        mean_attained_s: j.mean_attained_s,
+        min_attained_s: j.min_attained_s,
+        restart_s: st.jobs.iter().map(|j| j.restart_s).sum(),
+        since_reconfig_s,
+        idle_slices: j.idle_slices,
+    }
 }
 
 /// What a GPU's jobs show a learned decision: their attained service (the optimizer's

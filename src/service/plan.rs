@@ -592,8 +592,9 @@ pub(crate) fn schedule(
 }
 
 /// The learned policy's GPU for job `j` among `states` (its shortlist: the [`SHORTLIST`]
-/// least-loaded GPUs that can take it, as the simulator's), `None` when it waits; the rule
-/// (best gain) when the observation is outside the policy's training range.
+/// least-loaded GPUs that can take it; the simulator takes the least-loaded available GPUs in
+/// groups of that size, the first group with a GPU that can take it), `None` when it waits; the
+/// rule (best gain) when the observation is outside the policy's training range.
 fn learned_choice(
     p: &crate::policy::rl::PolicyModel,
     states: &[optimizer::GpuState],
@@ -604,17 +605,21 @@ fn learned_choice(
     use crate::policy::rl;
     let mut order: Vec<usize> = (0..states.len()).collect();
     order.sort_by_key(|&g| (states[g].jobs.len(), g));
-    let feasible: Vec<usize> = order
+    // Least loaded first, the first SHORTLIST that can take the job; each GPU's gain is
+    // computed once (it is also the feasibility test). Candidates are numbered in that order.
+    let short: Vec<(usize, f64)> = order
         .into_iter()
-        .filter(|&g| {
-            let mut jobs = states[g].jobs.clone();
-            jobs.push(j.clone());
-            optimizer::optimize(states[g].gpu, &jobs, &states[g].layout, opts).is_ok()
+        .filter_map(|g| {
+            let one = std::slice::from_ref(&states[g]);
+            Some((g, optimizer::placement_gains(one, j, opts).pop()?.1))
         })
         .take(SHORTLIST)
         .collect();
-    let short: Vec<optimizer::GpuState> = feasible.iter().map(|&g| states[g].clone()).collect();
-    let cands = rl::candidates(&short, j, opts, &vec![None; short.len()]);
+    let cands = short
+        .iter()
+        .enumerate()
+        .map(|(k, &(g, gain))| rl::candidate(k, &states[g], gain, None))
+        .collect();
     let q = rl::QueueView {
         waiting: waiting.max(1),
         head_min_kind: crate::policy::min_kind(&j.perf).unwrap_or(0),
@@ -625,7 +630,7 @@ fn learned_choice(
     };
     let obs = rl::Observation::new(&q, cands);
     match p.decide(&obs).0 {
-        rl::Choice::Join(i) => obs.candidates.get(i).map(|c| feasible[c.gpu]),
+        rl::Choice::Join(i) => obs.candidates.get(i).map(|c| short[c.gpu].0),
         _ => None,
     }
 }
