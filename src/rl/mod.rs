@@ -7,6 +7,8 @@
 //!
 //! Depends on `sim` (and through it `policy`, `predictor`); nothing depends on it but the CLI.
 
+mod curve;
+mod eval;
 mod ppo;
 
 use std::path::{Path, PathBuf};
@@ -18,14 +20,16 @@ use serde::Serialize;
 
 use crate::gpu::GpuModel;
 use crate::policy::rl::{
-    self, Choice, Decide, Greedy, Observation, PolicyMeta, PolicyModel, ACTIONS, INPUTS,
+    self, Choice, Decide, Observation, PolicyMeta, PolicyModel, ACTIONS, INPUTS,
 };
-use crate::policy::{Miso, Policy, Speeds};
+use crate::policy::Speeds;
 use crate::predictor::{Dataset, Predictor};
 use crate::sim::scenario::{self, Env};
 use crate::sim::trace::{self, Format, LoadOptions, TraceJob};
 use crate::sim::{run, EngineOptions};
 
+pub use curve::{curve_csv, curve_svg};
+pub use eval::{evaluate, probe, EvalRow, ProbeRow, PROBES};
 pub use ppo::PpoSettings;
 
 /// One trace a policy is trained or evaluated on.
@@ -309,6 +313,15 @@ struct Rollout {
     avg_jct_s: f64,
 }
 
+/// What one run of a trace under Ours (with a decider or the rule) gave.
+struct Run {
+    /// Arrival and completion of every job.
+    jobs: Vec<(f64, f64)>,
+    avg_jct_s: f64,
+    /// The decider's decisions and how many of them the rule took (outside its range).
+    decisions: (u64, u64),
+}
+
 /// Per worker: its predictor (loaded once, reused by its runs).
 struct Worker<'a> {
     data: &'a Dataset,
@@ -332,7 +345,7 @@ impl<'a> Worker<'a> {
         model: &'static GpuModel,
         e: &Episode,
         decider: Option<Box<dyn Decide>>,
-    ) -> Result<(Vec<(f64, f64)>, f64), String> {
+    ) -> Result<Run, String> {
         let predictor = match self.predictor.take() {
             Some(p) => p,
             None => Box::new((self.loader)()?),
@@ -344,31 +357,38 @@ impl<'a> Worker<'a> {
         };
         let mut m = scenario::miso(&env, "rl", Speeds::Predicted { predictor }, true);
         m.decider = decider;
-        let out = run_policy(&mut m, e, model, &env);
+        let eng = EngineOptions {
+            tick_s: env.fidelity.tick_s,
+        };
+        let out = run(&mut m, &e.trace, model, e.gpus, &eng, &mut |_| {})
+            .map_err(|err| format!("{}: {err}", e.name));
+        let decisions = m.decisions();
         if let Speeds::Predicted { predictor } = m.speeds {
             self.predictor = Some(predictor);
         }
         let out = out?;
-        let jobs = e
-            .trace
-            .iter()
-            .zip(&out.jct_s)
-            .map(|(t, jct)| (t.arrival_s, t.arrival_s + jct))
-            .collect();
-        Ok((jobs, out.metrics.avg_jct_s))
+        Ok(Run {
+            jobs: e
+                .trace
+                .iter()
+                .zip(&out.jct_s)
+                .map(|(t, jct)| (t.arrival_s, t.arrival_s + jct))
+                .collect(),
+            avg_jct_s: out.metrics.avg_jct_s,
+            decisions,
+        })
     }
-}
 
-fn run_policy(
-    p: &mut dyn Policy,
-    e: &Episode,
-    model: &'static GpuModel,
-    env: &Env,
-) -> Result<crate::sim::Outcome, String> {
-    let eng = EngineOptions {
-        tick_s: env.fidelity.tick_s,
-    };
-    run(p, &e.trace, model, e.gpus, &eng, &mut |_| {}).map_err(|err| format!("{}: {err}", e.name))
+    /// Workers for `threads` threads over the same data and predictor.
+    fn pool(
+        threads: usize,
+        data: &'a Dataset,
+        loader: &'a (dyn Fn() -> Result<Predictor, String> + Sync),
+    ) -> Vec<Worker<'a>> {
+        (0..threads.max(1))
+            .map(|_| Worker::new(data, loader))
+            .collect()
+    }
 }
 
 /// ∫ jobs-in-system dt from 0 to `t`.
@@ -440,18 +460,17 @@ fn fingerprint(eps: &[Episode]) -> String {
     format!("fnv1a64:{h:016x}")
 }
 
-/// Run `f` on every item of `items` on `threads` workers; results in item order.
+/// Run `f` on every item of `items`, one thread per worker; results in item order.
 fn par_map<T: Sync, R: Send>(
     items: &[T],
-    threads: usize,
     workers: &mut [Worker<'_>],
     f: &(dyn Fn(&mut Worker<'_>, usize, &T) -> Result<R, String> + Sync),
 ) -> Result<Vec<R>, String> {
-    let threads = threads.clamp(1, workers.len().max(1));
+    let threads = workers.len().max(1);
     let mut out: Vec<Option<Result<R, String>>> = (0..items.len()).map(|_| None).collect();
     std::thread::scope(|s| {
         let mut handles = Vec::new();
-        for (w, worker) in workers.iter_mut().enumerate().take(threads) {
+        for (w, worker) in workers.iter_mut().enumerate() {
             let idx: Vec<usize> = (w..items.len()).step_by(threads).collect();
             handles.push(s.spawn(move || {
                 idx.into_iter()
@@ -485,11 +504,10 @@ pub fn train(
     if sets.train.is_empty() {
         return Err("no training episodes".into());
     }
-    let threads = cfg.threads.max(1);
-    let mut workers: Vec<Worker> = (0..threads).map(|_| Worker::new(data, loader)).collect();
+    let mut workers = Worker::pool(cfg.threads, data, loader);
     // Validation baseline: ours (the rule), once.
-    let ours_val: Vec<f64> = par_map(&sets.validate, threads, &mut workers, &|w, _, e| {
-        w.run(model, e, None).map(|r| r.1)
+    let ours_val: Vec<f64> = par_map(&sets.validate, &mut workers, &|w, _, e| {
+        w.run(model, e, None).map(|r| r.avg_jct_s)
     })?;
     let (mut actor, mut critic, mut opt_a, mut opt_c, device) = ppo::init(cfg.hidden, cfg.seed);
     let settings = PpoSettings {
@@ -522,14 +540,14 @@ pub fn train(
             .collect();
         todo.sort_unstable();
         todo.dedup();
-        let got: Vec<f64> = par_map(&todo, threads, &mut workers, &|w, _, &i| {
-            w.run(model, &sets.train[i], None).map(|r| r.1)
+        let got: Vec<f64> = par_map(&todo, &mut workers, &|w, _, &i| {
+            w.run(model, &sets.train[i], None).map(|r| r.avg_jct_s)
         })?;
         for (&i, v) in todo.iter().zip(got) {
             ours_train[i] = Some(v);
         }
         let jobs: Vec<(&Episode, u64)> = picks.iter().map(|&i| &sets.train[i]).zip(seeds).collect();
-        let rollouts: Vec<Rollout> = par_map(&jobs, threads, &mut workers, &|w, _, (e, s)| {
+        let rollouts: Vec<Rollout> = par_map(&jobs, &mut workers, &|w, _, (e, s)| {
             let steps = Arc::new(Mutex::new(Vec::new()));
             let d = Sampler {
                 net: net.clone(),
@@ -537,15 +555,15 @@ pub fn train(
                 steps: steps.clone(),
                 greedy: false,
             };
-            let (jobs, avg) = w.run(model, e, Some(Box::new(d)))?;
+            let r = w.run(model, e, Some(Box::new(d)))?;
             let steps = steps
                 .lock()
                 .map(|mut v| std::mem::take(&mut *v))
                 .unwrap_or_default();
             Ok(Rollout {
                 steps,
-                jobs,
-                avg_jct_s: avg,
+                jobs: r.jobs,
+                avg_jct_s: r.avg_jct_s,
             })
         })?;
         // Samples with GAE advantages from the critic.
@@ -606,14 +624,14 @@ pub fn train(
             s.advantage = (s.advantage - mean) / sd;
         }
         // Validation of the policy these rollouts came from (greedy).
-        let val: Vec<f64> = par_map(&sets.validate, threads, &mut workers, &|w, _, e| {
+        let val: Vec<f64> = par_map(&sets.validate, &mut workers, &|w, _, e| {
             let d = Sampler {
                 net: net.clone(),
                 rng: ChaCha8Rng::seed_from_u64(0),
                 steps: Arc::new(Mutex::new(Vec::new())),
                 greedy: true,
             };
-            w.run(model, e, Some(Box::new(d))).map(|r| r.1)
+            w.run(model, e, Some(Box::new(d))).map(|r| r.avg_jct_s)
         })?;
         let vs = if val.is_empty() {
             0.0
@@ -700,338 +718,5 @@ pub fn train(
     })
 }
 
-/// One held-out row: a family's episodes under each policy.
-#[derive(Clone, Debug, Serialize)]
-pub struct EvalRow {
-    pub family: String,
-    pub gpus: usize,
-    pub episodes: usize,
-    /// Per policy (miso, ours, oracle, rl): mean and standard deviation of average JCT, s.
-    pub mean_jct_s: Vec<(String, f64, f64)>,
-    /// rl's average JCT relative to ours and to miso, mean over episodes (%), with its spread.
-    pub rl_vs_ours_pct: (f64, f64),
-    pub rl_vs_miso_pct: (f64, f64),
-    /// Worst episode of rl against miso (%).
-    pub rl_vs_miso_worst_pct: f64,
-    /// Decisions of rl and how many fell back to the rule (outside the training range).
-    pub decisions: u64,
-    pub fallbacks: u64,
-}
-
-fn mean_sd(v: &[f64]) -> (f64, f64) {
-    let n = v.len().max(1) as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n).sqrt();
-    (m, sd)
-}
-
-/// Evaluate a policy on held-out episodes against miso, ours and oracle (fresh runs, as
-/// `miso simulate` makes them). `tick` is called after each episode.
-pub fn evaluate(
-    policy: Arc<PolicyModel>,
-    eps: &[Episode],
-    model: &'static GpuModel,
-    data: &Dataset,
-    loader: &(dyn Fn() -> Result<Predictor, String> + Sync),
-    threads: usize,
-    tick: &(dyn Fn() + Sync),
-) -> Result<Vec<EvalRow>, String> {
-    let names = ["miso", "ours", "oracle", "rl"];
-    let per: Vec<([f64; 4], u64, u64)> = {
-        let mut workers: Vec<Worker> = (0..threads.max(1))
-            .map(|_| Worker::new(data, loader))
-            .collect();
-        par_map(eps, threads, &mut workers, &|w, _, e| {
-            let mut out = [0.0; 4];
-            let env = Env {
-                seed: e.seed,
-                ..Env::artifact(model, e.gpus, data, loader)
-            };
-            for (k, name) in names.iter().take(3).enumerate() {
-                let (o, _) = scenario::run_named(name, &e.trace, &env, &mut |_| {})
-                    .map_err(|err| format!("{}: {err}", e.name))?;
-                out[k] = o.metrics.avg_jct_s;
-            }
-            let p = Box::new((w.loader)()?);
-            let mut m: Miso = scenario::miso(&env, "rl", Speeds::Predicted { predictor: p }, true);
-            m.decider = Some(Box::new(Greedy::new(policy.clone())));
-            let o = run_policy(&mut m, e, model, &env)?;
-            out[3] = o.metrics.avg_jct_s;
-            let (d, f) = m.decisions();
-            tick();
-            Ok((out, d, f))
-        })?
-    };
-    let mut families: Vec<String> = Vec::new();
-    for e in eps {
-        if !families.contains(&e.family) {
-            families.push(e.family.clone());
-        }
-    }
-    Ok(families
-        .iter()
-        .map(|fam| {
-            let idx: Vec<usize> = (0..eps.len()).filter(|&i| &eps[i].family == fam).collect();
-            let col = |k: usize| idx.iter().map(|&i| per[i].0[k]).collect::<Vec<f64>>();
-            let rel = |k: usize| {
-                idx.iter()
-                    .map(|&i| 100.0 * (per[i].0[3] / per[i].0[k] - 1.0))
-                    .collect::<Vec<f64>>()
-            };
-            EvalRow {
-                family: fam.clone(),
-                gpus: eps[idx[0]].gpus,
-                episodes: idx.len(),
-                mean_jct_s: names
-                    .iter()
-                    .enumerate()
-                    .map(|(k, n)| {
-                        let (m, sd) = mean_sd(&col(k));
-                        (n.to_string(), m, sd)
-                    })
-                    .collect(),
-                rl_vs_ours_pct: mean_sd(&rel(1)),
-                rl_vs_miso_pct: mean_sd(&rel(0)),
-                rl_vs_miso_worst_pct: rel(0).into_iter().fold(f64::NEG_INFINITY, f64::max),
-                decisions: idx.iter().map(|&i| per[i].1).sum(),
-                fallbacks: idx.iter().map(|&i| per[i].2).sum(),
-            }
-        })
-        .collect())
-}
-
-/// The learning curve as SVG: validation JCT relative to ours, and the training return.
-pub fn curve_svg(curve: &[CurvePoint]) -> Result<String, String> {
-    use plotters::prelude::*;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (720, 520)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let (top, bottom) = root.split_vertically(260);
-        let last = curve.last().map_or(1, |p| p.iteration.max(1));
-        let range = |v: Vec<f64>| {
-            let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-            let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let pad = ((hi - lo) * 0.1).max(0.5);
-            (lo - pad)..(hi + pad)
-        };
-        let panels: [(
-            &plotters::drawing::DrawingArea<SVGBackend, _>,
-            &str,
-            &str,
-            Vec<f64>,
-        ); 2] = [
-            (
-                &top,
-                "Validation: greedy policy's average JCT vs ours",
-                "JCT vs ours (%)",
-                curve.iter().map(|p| p.validation_vs_ours_pct).collect(),
-            ),
-            (
-                &bottom,
-                "Training: reward (−total JCT, in units of ours' on the same trace)",
-                "reward",
-                curve.iter().map(|p| p.reward).collect(),
-            ),
-        ];
-        for (area, title, ylabel, ys) in panels {
-            let mut chart = ChartBuilder::on(area)
-                .caption(title, ("sans-serif", 16))
-                .margin(10)
-                .x_label_area_size(35)
-                .y_label_area_size(55)
-                .build_cartesian_2d(0f64..last as f64, range(ys.clone()))
-                .map_err(|e| e.to_string())?;
-            chart
-                .configure_mesh()
-                .x_desc("PPO iteration")
-                .y_desc(ylabel)
-                .draw()
-                .map_err(|e| e.to_string())?;
-            let pts: Vec<(f64, f64)> = curve
-                .iter()
-                .zip(&ys)
-                .map(|(p, y)| (p.iteration as f64, *y))
-                .collect();
-            chart
-                .draw_series(LineSeries::new(pts.clone(), BLUE.stroke_width(2)))
-                .map_err(|e| e.to_string())?
-                .label(ylabel)
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLUE));
-            if title.starts_with("Validation") {
-                chart
-                    .draw_series(LineSeries::new(
-                        vec![(0.0, 0.0), (last as f64, 0.0)],
-                        BLACK.mix(0.5),
-                    ))
-                    .map_err(|e| e.to_string())?
-                    .label("ours (the rule)")
-                    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK));
-            }
-            chart
-                .configure_series_labels()
-                .border_style(BLACK)
-                .background_style(WHITE.mix(0.8))
-                .draw()
-                .map_err(|e| e.to_string())?;
-        }
-        root.present().map_err(|e| e.to_string())?;
-    }
-    Ok(svg)
-}
-
-/// The curve as CSV.
-pub fn curve_csv(curve: &[CurvePoint]) -> String {
-    let mut s = String::from(
-        "iteration,reward,train_jct_s,validation_vs_ours_pct,policy_loss,value_loss,entropy\n",
-    );
-    for p in curve {
-        s += &format!(
-            "{},{:.4},{:.1},{:.3},{:.5},{:.5},{:.5}\n",
-            p.iteration,
-            p.reward,
-            p.train_jct_s,
-            p.validation_vs_ours_pct,
-            p.policy_loss,
-            p.value_loss,
-            p.entropy
-        );
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests;
-
-/// Scripted deviations from the rule, to measure how much room the learned decisions have:
-/// each is run on traces and compared with the rule (ours) on the same trace.
-pub const PROBES: [&str; 8] = [
-    "second-best-gain",
-    "worst-gain",
-    "fewest-jobs",
-    "most-attained",
-    "wait-if-3-jobs",
-    "wait-always",
-    "repartition-always",
-    "repartition-deferred",
-];
-
-/// A scripted decider (see [`PROBES`]); counts its decisions and its deviations from the rule.
-struct Scripted {
-    probe: &'static str,
-    counts: Arc<Mutex<(u64, u64)>>,
-}
-
-impl Decide for Scripted {
-    fn decide(&mut self, o: &Observation, _now: f64) -> Choice {
-        let rule = rl::rule(o);
-        let n = o.candidates.len();
-        let c = if o.kind == rl::Kind::Repartition {
-            match self.probe {
-                "repartition-always" => Choice::Apply,
-                // Deferred while the rule would apply: a GPU is re-partitioned only when a new
-                // job arrives on it.
-                "repartition-deferred" => Choice::Defer,
-                _ => rule,
-            }
-        } else if n == 0 {
-            rule
-        } else {
-            let by = |key: &dyn Fn(usize) -> f64| {
-                (0..n)
-                    .min_by(|&a, &b| key(a).total_cmp(&key(b)).then(a.cmp(&b)))
-                    .unwrap_or(0)
-            };
-            match self.probe {
-                "second-best-gain" => Choice::Join(1.min(n - 1)),
-                "worst-gain" => Choice::Join(n - 1),
-                "fewest-jobs" => Choice::Join(by(&|i| o.candidates[i].jobs as f64)),
-                "most-attained" => Choice::Join(by(&|i| -o.candidates[i].mean_attained_s)),
-                "wait-if-3-jobs" if o.wait_allowed && o.candidates[0].jobs >= 3 => Choice::Wait,
-                "wait-always" if o.wait_allowed => Choice::Wait,
-                _ => rule,
-            }
-        };
-        if let Ok(mut k) = self.counts.lock() {
-            k.0 += 1;
-            k.1 += u64::from(c != rule);
-        }
-        c
-    }
-}
-
-/// One probe's result: per family, its average JCT against the rule's (%, mean over traces).
-#[derive(Clone, Debug, Serialize)]
-pub struct ProbeRow {
-    pub probe: String,
-    pub vs_ours_pct: Vec<(String, f64)>,
-    /// Its best and worst trace against the rule (%).
-    pub best_pct: f64,
-    pub worst_pct: f64,
-    pub deviations: u64,
-    pub decisions: u64,
-}
-
-/// Run every probe and the rule on `eps`. `tick` after each (probe, trace).
-pub fn probe(
-    eps: &[Episode],
-    model: &'static GpuModel,
-    data: &Dataset,
-    loader: &(dyn Fn() -> Result<Predictor, String> + Sync),
-    threads: usize,
-    tick: &(dyn Fn() + Sync),
-) -> Result<Vec<ProbeRow>, String> {
-    let mut workers: Vec<Worker> = (0..threads.max(1))
-        .map(|_| Worker::new(data, loader))
-        .collect();
-    let rule: Vec<f64> = par_map(eps, threads, &mut workers, &|w, _, e| {
-        let r = w.run(model, e, None).map(|r| r.1);
-        tick();
-        r
-    })?;
-    let mut families: Vec<String> = Vec::new();
-    for e in eps {
-        if !families.contains(&e.family) {
-            families.push(e.family.clone());
-        }
-    }
-    let mut rows = Vec::new();
-    for p in PROBES {
-        let counts = Arc::new(Mutex::new((0u64, 0u64)));
-        let jct: Vec<f64> = par_map(eps, threads, &mut workers, &|w, _, e| {
-            let d = Scripted {
-                probe: p,
-                counts: counts.clone(),
-            };
-            let r = w.run(model, e, Some(Box::new(d))).map(|r| r.1);
-            tick();
-            r
-        })?;
-        let rel: Vec<f64> = jct
-            .iter()
-            .zip(&rule)
-            .map(|(j, r)| 100.0 * (j / r.max(1e-9) - 1.0))
-            .collect();
-        let (decisions, deviations) = counts.lock().map(|c| *c).unwrap_or((0, 0));
-        rows.push(ProbeRow {
-            probe: p.into(),
-            vs_ours_pct: families
-                .iter()
-                .map(|f| {
-                    let v: Vec<f64> = eps
-                        .iter()
-                        .zip(&rel)
-                        .filter(|(e, _)| &e.family == f)
-                        .map(|(_, r)| *r)
-                        .collect();
-                    (f.clone(), mean_sd(&v).0)
-                })
-                .collect(),
-            best_pct: rel.iter().copied().fold(f64::INFINITY, f64::min),
-            worst_pct: rel.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-            deviations,
-            decisions,
-        });
-    }
-    Ok(rows)
-}

@@ -1,3 +1,4 @@
+use super::eval::Scripted;
 use super::*;
 
 fn dataset() -> Dataset {
@@ -155,7 +156,7 @@ fn a_decider_that_follows_the_rule_is_ours_exactly() {
             probe: "the rule",
             counts: counts.clone(),
         };
-        let (_, avg) = w.run(model, e, Some(Box::new(d))).unwrap();
+        let avg = w.run(model, e, Some(Box::new(d))).unwrap().avg_jct_s;
         assert_eq!(avg, ours.metrics.avg_jct_s, "{}", e.name);
         let (decisions, deviations) = *counts.lock().unwrap();
         assert!(decisions > 0 && deviations == 0);
